@@ -1,0 +1,82 @@
+"""Named misbehaviours, each applied at one defined point of the data path or the health endpoint.
+
+They turn the correct appliance into the faulty ones that prove the conformance suite can fail.
+A fault is a function from the value at its point to a replacement; None means "drop" at the
+points that carry packets. Adding a fault means adding one entry to FAULTS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from . import geneve
+
+JUMBO = 1500
+
+
+class Point(Enum):
+    INGRESS = "decapsulated inner packet before it is written to the ingress tun (None drops it)"
+    REFRESH = "whether a packet from the GWLB may replace the cached header of a live flow"
+    HEADER = "GENEVE header (base + options) about to be echoed"
+    PORTS = "(source, destination) UDP ports of the reply"
+    EGRESS = "complete outer packet about to be sent (None drops it)"
+    HEALTH = "HTTP status of the health endpoint"
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    point: Point
+    apply: Callable[[Any], Any]
+    help: str
+
+
+def _strip_options(header: bytes) -> bytes:
+    return bytes([header[0] & 0xC0, header[1] & 0xBF]) + header[2:geneve.BASE_LEN]
+
+
+def _flip_cookie(header: bytes) -> bytes:
+    flipped = bytearray(header)
+    for option in geneve.options(header):
+        if (option.klass, option.type) == geneve.COOKIE_OPTION and option.value:
+            flipped[option.offset + 4 + len(option.value) - 1] ^= 1
+    return bytes(flipped)
+
+
+FAULTS: dict[str, Fault] = {
+    fault.name: fault
+    for fault in (
+        Fault("strip-options", Point.HEADER, _strip_options, "reply with all options removed and OptLen 0"),
+        Fault("reverse-ports", Point.PORTS, lambda ports: (ports[1], ports[0]),
+              "reply from port 6081 to the GWLB's source port"),
+        Fault("stale-cookie", Point.REFRESH, lambda _: False,
+              "never refresh a cached header: echo a flow's first cookie forever"),
+        Fault("flip-cookie", Point.HEADER, _flip_cookie, "xor the cookie value with 1"),
+        Fault("truncate-jumbo", Point.INGRESS, lambda inner: None if len(inner) > JUMBO else inner,
+              f"drop inner packets larger than {JUMBO} bytes"),
+        Fault("health-503", Point.HEALTH, lambda _: 503, "health endpoint always answers 503"),
+        Fault("dead-dataplane", Point.EGRESS, lambda _: None, "health stays 200 but no packet is ever returned"),
+    )
+}
+
+
+class FaultSet:
+    """The faults enabled for one run, grouped by the point where they apply."""
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self.names = tuple(names)
+        unknown = [name for name in self.names if name not in FAULTS]
+        if unknown:
+            raise ValueError(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(FAULTS)}")
+        self._by_point = {point: tuple(FAULTS[name].apply for name in self.names if FAULTS[name].point is point)
+                          for point in Point}
+
+    def apply(self, point: Point, value: Any) -> Any:
+        for function in self._by_point[point]:
+            if value is None:
+                break
+            value = function(value)
+        return value

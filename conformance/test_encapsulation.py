@@ -1,0 +1,53 @@
+"""ENC: what the appliance sends back must be the GWLB's own GENEVE header, to the right port.
+
+    consumer ──▶ endpoint ──▶ gwlb ══GENEVE══▶ appliance
+                                 ◀══GENEVE══  (header byte-for-byte, dst port 6081)
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import checks, geneve
+from harness.checks import PROTO_UDP, CheckFailed
+
+
+@pytest.fixture(scope="module")
+def udp_flow(testbed, hosts):
+    result = checks.udp_exchange(testbed, hosts.client, hosts.server, inner_size=256, count=5)
+    flows = checks.flows_of(testbed, PROTO_UDP, hosts.client_address, result["local_port"])
+    if not flows:
+        raise CheckFailed(f"the emulator has no flow for the UDP exchange {result}")
+    return result, flows[0]
+
+
+@pytest.mark.requirement("ENC-HDR-ECHO")
+def test_header_echoed_byte_for_byte(testbed, udp_flow):
+    result, flow = udp_flow
+    mismatch = testbed.control.get("/mismatches").get(str(flow["cookie"]))
+    if mismatch:
+        raise CheckFailed(
+            f"returned GENEVE header differs from the one sent ({mismatch['count']} packets):\n"
+            + geneve.hexdump_diff(bytes.fromhex(mismatch["expected"]), bytes.fromhex(mismatch["observed"]))
+        )
+    checks.expect_returned_both_ways(testbed, flow, "UDP exchange")
+    if result["received_intact"] != result["sent"]:
+        raise CheckFailed(f"expected {result['sent']} UDP echoes intact, got {result}\n{checks.emulator_account(testbed)}")
+
+
+@pytest.mark.requirement("ENC-DST-PORT")
+def test_replies_go_to_port_6081(testbed, udp_flow):
+    _, flow = udp_flow
+    dropped = testbed.control.get("/metrics")["drops"].get("dst_port", 0)
+    if dropped:
+        raise CheckFailed(f"{dropped} returned packets were sent to a UDP port other than 6081\n{checks.emulator_account(testbed)}")
+    checks.expect_returned_both_ways(testbed, flow, "UDP exchange")
+
+
+@pytest.mark.requirement("ENC-SRC-PORT")
+def test_source_port_kept(testbed, udp_flow):
+    _, flow = udp_flow
+    checks.expect_returned_both_ways(testbed, flow, "UDP exchange")
+    changed = testbed.control.get("/metrics")["source_port_changed"]
+    if changed:
+        raise CheckFailed(f"{changed} returned packets came from a UDP source port other than the GWLB's ({flow['source_port']} for this flow)")

@@ -1,0 +1,54 @@
+"""FLOW: real connections through the appliance keep to their flow's target and cookie.
+
+    c1 ──TCP──▶ s1      both directions: same target, same cookie, both come back
+    c1 ──ICMP─▶ s1
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import checks
+from harness.checks import PROTO_ICMP, PROTO_TCP, CheckFailed
+
+REUSED_PORT = 47001
+
+
+@pytest.mark.requirement("FLOW-TCP-SYMMETRIC")
+def test_tcp_connection_is_symmetric(testbed, hosts):
+    result = checks.tcp_exchange(testbed, hosts.client, hosts.server, size=65536)
+    if not result["intact"]:
+        raise CheckFailed(f"TCP echo of 64 KiB through the appliance failed: {result}\n{checks.emulator_account(testbed)}")
+    flows = checks.flows_of(testbed, PROTO_TCP, hosts.client_address, result["local_port"])
+    if len(flows) != 1:
+        raise CheckFailed(f"expected exactly one emulator flow for the connection, found {len(flows)}")
+    checks.expect_returned_both_ways(testbed, flows[0], "TCP connection")
+
+
+@pytest.mark.requirement("FLOW-ICMP")
+def test_icmp_echo(testbed, hosts):
+    received, summary = checks.ping(testbed, hosts.client, hosts.server, count=3)
+    if received < 3:
+        raise CheckFailed(f"expected 3 ICMP echo replies, ping says: {summary}\n{checks.emulator_account(testbed)}")
+    flows = checks.flows_of(testbed, PROTO_ICMP, hosts.client_address)
+    checks.expect_returned_both_ways(testbed, flows[0], "ICMP echo")
+
+
+@pytest.mark.requirement("FLOW-COOKIE-REUSE")
+def test_reused_five_tuple_gets_new_cookie(testbed, hosts):
+    cookies = []
+    for attempt in (1, 2):
+        result = checks.tcp_exchange(testbed, hosts.other_client, hosts.server, size=4096, source_port=REUSED_PORT, reset=True)
+        if not result["intact"]:
+            raise CheckFailed(
+                f"connection {attempt} from port {REUSED_PORT} failed: {result}"
+                + (f" (first connection's cookie {cookies[0]:#010x})" if cookies else "")
+                + f"\n{checks.emulator_account(testbed)}"
+            )
+        flows = checks.flows_of(testbed, PROTO_TCP, testbed.host_address(hosts.other_client), REUSED_PORT)
+        cookies.append(flows[0]["cookie"])
+    if cookies[0] == cookies[1]:
+        raise CheckFailed(f"the emulator reused cookie {cookies[0]:#010x}: the check itself is broken")
+    stale = testbed.control.get("/metrics")["drops"].get("stale_cookie", 0)
+    if stale:
+        raise CheckFailed(f"{stale} returned packets carried a retired cookie\n{checks.emulator_account(testbed)}")

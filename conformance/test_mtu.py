@@ -1,0 +1,27 @@
+"""MTU: a GWLB passes inner packets up to 8500 bytes; the appliance must carry them whole.
+
+    c1 ──8500-byte UDP / ICMP──▶ gwlb ══8568-byte GENEVE══▶ appliance ══▶ back, unfragmented
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import checks
+from harness.checks import CheckFailed
+
+JUMBO = 8500
+
+
+@pytest.mark.requirement("MTU-JUMBO-8500")
+def test_8500_byte_udp_both_ways(testbed, hosts):
+    result = checks.udp_exchange(testbed, hosts.client, hosts.server, inner_size=JUMBO, count=3)
+    if result["received_intact"] != 3:
+        raise CheckFailed(f"expected 3 intact {JUMBO}-byte UDP echoes, got {result}\n{checks.emulator_account(testbed)}")
+
+
+@pytest.mark.requirement("MTU-JUMBO-8500")
+def test_8500_byte_icmp_both_ways(testbed, hosts):
+    received, summary = checks.ping(testbed, hosts.client, hosts.server, count=3, inner_size=JUMBO)
+    if received < 3:
+        raise CheckFailed(f"expected 3 replies to {JUMBO}-byte pings, ping says: {summary}\n{checks.emulator_account(testbed)}")

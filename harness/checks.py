@@ -1,0 +1,95 @@
+"""The vocabulary of conformance checks: send real traffic through the testbed, then read what
+the emulator saw. Failures raise `CheckFailed` with expected vs observed and the emulator's own
+account (drop reasons, rejected header bytes), so a report reader can act without a rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from harness.testbed import Testbed
+
+TCP_PORT = 5001
+UDP_PORT = 5002
+PROTO_ICMP, PROTO_TCP, PROTO_UDP = 1, 6, 17
+
+
+class CheckFailed(AssertionError):
+    """A conformance check saw the appliance misbehave."""
+
+
+def traffic(testbed: Testbed, node: str, *args: str, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Run a `harness.traffic` client in a node and return its JSON report."""
+    out = testbed.run(node, [sys.executable, "-m", "harness.traffic", *args], timeout_s)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def start_echo_servers(testbed: Testbed, node: str) -> None:
+    for kind, port in (("tcp-server", TCP_PORT), ("udp-server", UDP_PORT)):
+        testbed.spawn(node, [sys.executable, "-m", "harness.traffic", kind, "--port", str(port)], f"{node}-{kind}.log")
+
+
+def tcp_exchange(testbed: Testbed, client: str, server: str, size: int, source_port: int = 0, reset: bool = False) -> dict[str, Any]:
+    args = ["tcp-client", "--host", testbed.host_address(server), "--port", str(TCP_PORT), "--size", str(size)]
+    if source_port:
+        args += ["--source-port", str(source_port)]
+    if reset:
+        args.append("--reset")
+    return traffic(testbed, client, *args)
+
+
+def udp_exchange(testbed: Testbed, client: str, server: str, inner_size: int, count: int) -> dict[str, Any]:
+    return traffic(testbed, client, "udp-client", "--host", testbed.host_address(server), "--port", str(UDP_PORT),
+                   "--size", str(inner_size), "--count", str(count))
+
+
+def ping(testbed: Testbed, client: str, server: str, count: int = 3, inner_size: int = 84) -> tuple[int, str]:
+    """(replies received, ping's summary) for ICMP echo of `inner_size`-byte IPv4 packets."""
+    node = testbed.node(client)
+    out = node.cmd(f"ping -n -q -c {count} -i 0.2 -W 1 -M do -s {inner_size - 28} {testbed.host_address(server)}")
+    summary = next((line for line in out.splitlines() if "packets transmitted" in line), out.strip())
+    received = int(summary.split(",")[1].split()[0]) if "received" in summary else 0
+    return received, summary
+
+
+def flows_of(testbed: Testbed, protocol: int, address: str, port: int | None = None) -> list[dict[str, Any]]:
+    """The emulator's flows of `protocol` that have (`address`, `port`) as one end."""
+    found = []
+    for flow in testbed.control.get("/flows"):
+        if flow["protocol"] != protocol:
+            continue
+        if any(ip == address and (port is None or p == port) for ip, p in flow["ends"]):
+            found.append(flow)
+    return found
+
+
+def emulator_account(testbed: Testbed, limit: int = 5) -> str:
+    """What the emulator dropped and why, with the last rejected headers: for failure messages."""
+    metrics = testbed.control.get("/metrics")
+    lines = [f"emulator drops: {metrics['drops'] or 'none'}"]
+    for reject in testbed.control.get("/rejects")[-limit:]:
+        header = f" header {reject['header']}" if reject["header"] else ""
+        lines.append(f"  rejected from {reject['source']}: {reject['reason']} ({reject['detail']}){header}")
+    return "\n".join(lines)
+
+
+def expect_returned_both_ways(testbed: Testbed, flow: dict[str, Any], what: str) -> None:
+    if min(flow["returned"]) == 0:
+        raise CheckFailed(
+            f"{what}: expected packets of both directions back from {flow['target']} with cookie "
+            f"{flow['cookie']:#010x}; returned per direction (initiator, responder): {flow['returned']}, "
+            f"sent: {flow['packets']}\n{emulator_account(testbed)}"
+        )
+
+
+def wait_for_tcp(testbed: Testbed, client: str, server: str, timeout_s: float = 5.0) -> None:
+    """Wait until the echo server answers through the appliance (servers start asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = tcp_exchange(testbed, client, server, 16)
+        if result["intact"] or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)

@@ -1,0 +1,5 @@
+import sys
+
+from harness.emulator.daemon import main
+
+sys.exit(main())

@@ -1,0 +1,92 @@
+"""The emulator's control API: HTTP/JSON over a Unix socket in the run directory.
+
+Tests read the flow table, drops, header mismatches and target health while traffic flows. A
+Unix socket needs no address in any namespace and is reachable from the harness in the root
+namespace, since the testbed's hosts share the file system.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import socketserver
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from harness.errors import HarnessError
+
+Routes = dict[str, Callable[[], Any]]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    routes: Routes = {}
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        route = self.routes.get(self.path.split("?")[0])
+        if route is None:
+            self._send(404, {"error": f"no resource {self.path}", "resources": sorted(self.routes)})
+            return
+        self._send(200, route())
+
+    def _send(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        return
+
+
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class ControlServer:
+    def __init__(self, path: str, routes: Routes) -> None:
+        handler = type("Handler", (_Handler,), {"routes": routes})
+        self._server = _UnixHTTPServer(path, handler)
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever(poll_interval=0.2)
+
+    def shutdown(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("emulator", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
+class ControlClient:
+    """Reads the emulator's state; every call is one short HTTP request."""
+
+    def __init__(self, path: str, timeout: float = 5.0) -> None:
+        self.path = path
+        self.timeout = timeout
+
+    def get(self, resource: str) -> Any:
+        conn = _UnixConnection(self.path, self.timeout)
+        try:
+            conn.request("GET", resource)
+            response = conn.getresponse()
+            body = json.loads(response.read())
+        except OSError as error:
+            raise HarnessError(f"the emulator's control API ({self.path}) did not answer {resource}: {error}") from None
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise HarnessError(f"emulator control API {resource}: {body.get('error', response.status)}")
+        return body

@@ -1,0 +1,224 @@
+"""The GWLB's data-plane decisions, free of sockets so they are testable without root.
+
+`Gwlb.from_endpoint` turns an inner packet steered to an endpoint into a GENEVE packet for a
+target; `Gwlb.from_target` validates what a target sends back and yields the inner packet to
+deliver. Every drop has a named reason, counted and kept in a short log for the report.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import random
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from harness import geneve
+from harness.flows import Flow, FlowKey, FlowTable, Outcome, Timeouts
+from harness.inet import PacketError, parse_inner
+from harness.topology import Stickiness
+
+MAX_INNER = 8500
+_REJECT_LOG_SIZE = 256
+
+
+class DropReason(enum.Enum):
+    OVERSIZE = "oversize"
+    FRAGMENT = "fragment"
+    NOT_IP = "not_ip"
+    REJECTED_TCP = "rejected_tcp"
+    DST_PORT = "dst_port"
+    UNKNOWN_SOURCE = "unknown_source"
+    MALFORMED = "malformed"
+    MISSING_OPTIONS = "missing_options"
+    UNKNOWN_COOKIE = "unknown_cookie"
+    STALE_COOKIE = "stale_cookie"
+    ENI_MISMATCH = "eni_mismatch"
+    ATTACHMENT_MISMATCH = "attachment_mismatch"
+    WRONG_TARGET = "wrong_target"
+    SOURCE_PORT = "source_port"
+    EMPTY = "empty"
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    name: str
+    eni_id: int
+    attachment_id: int
+    zone: str
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    name: str
+    address: str
+    zone: str
+
+    @property
+    def packed(self) -> bytes:
+        return ipaddress.IPv4Address(self.address).packed
+
+
+@dataclass(frozen=True)
+class Settings:
+    stickiness: Stickiness
+    timeouts: Timeouts
+    cross_zone: bool = False
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class Encapsulated:
+    target: int
+    source_port: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Delivery:
+    endpoint: int
+    inner: bytes
+
+
+@dataclass(frozen=True)
+class Reject:
+    at: float
+    reason: DropReason
+    source: str
+    detail: str
+    header: str
+
+
+@dataclass
+class Mismatch:
+    """A returned header that differed from the one sent for the flow (first one seen kept)."""
+
+    expected: str
+    observed: str
+    count: int = 0
+
+
+@dataclass
+class Metrics:
+    new_flows: int = 0
+    processed_packets: int = 0
+    processed_bytes: int = 0
+    rejected_flows_tcp: int = 0
+    source_port_changed: int = 0
+    drops: Counter[DropReason] = field(default_factory=Counter)
+
+
+class Gwlb:
+    """One load balancer with its endpoints and targets; thread-safe through one lock."""
+
+    def __init__(
+        self,
+        endpoints: list[EndpointSpec],
+        targets: list[TargetSpec],
+        settings: Settings,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.endpoints = endpoints
+        self.targets = targets
+        self.settings = settings
+        self.lock = threading.Lock()
+        self.flows = FlowTable(settings.stickiness, settings.timeouts, clock, rng)
+        self.healthy: set[int] = set()
+        self.metrics = Metrics()
+        self.rejects: deque[Reject] = deque(maxlen=_REJECT_LOG_SIZE)
+        self.mismatches: dict[int, Mismatch] = {}
+        self._clock = clock
+        self._rng = rng or random.SystemRandom()
+        self._by_address = {t.packed: i for i, t in enumerate(targets)}
+
+    def from_endpoint(self, endpoint: int, inner: bytes) -> Encapsulated | DropReason:
+        if len(inner) > MAX_INNER:
+            return self._drop(DropReason.OVERSIZE, self.endpoints[endpoint].name, f"{len(inner)} bytes")
+        try:
+            flow_id = parse_inner(inner)
+        except PacketError as error:
+            return self._drop(DropReason.NOT_IP, self.endpoints[endpoint].name, str(error))
+        if flow_id.fragment:
+            return self._drop(DropReason.FRAGMENT, self.endpoints[endpoint].name, "IP fragment")
+        with self.lock:
+            outcome, flow = self.flows.classify(endpoint, flow_id, self._choose_target)
+            if outcome is Outcome.REJECTED_TCP or flow is None:
+                self.metrics.rejected_flows_tcp += 1
+                return self._drop(DropReason.REJECTED_TCP, self.endpoints[endpoint].name, "non-SYN TCP of an unknown flow")
+            if outcome is Outcome.NEW:
+                self.metrics.new_flows += 1
+                spec = self.endpoints[endpoint]
+                meta = geneve.AwsMetadata(spec.eni_id, spec.attachment_id, flow.cookie)
+                protocol = geneve.PROTO_IPV4 if flow_id.version == 4 else geneve.PROTO_IPV6
+                flow.header = geneve.aws_header(protocol, meta).encode()
+            self.metrics.processed_packets += 1
+            self.metrics.processed_bytes += len(inner)
+            return Encapsulated(flow.target, flow.source_port, flow.header + inner)
+
+    def from_target(self, source: bytes, source_port: int, dest_port: int, payload: bytes) -> Delivery | DropReason:
+        origin = str(ipaddress.IPv4Address(source))
+        if dest_port != geneve.GENEVE_PORT:
+            return self._drop(DropReason.DST_PORT, origin, f"sent to UDP port {dest_port}, not {geneve.GENEVE_PORT}")
+        target = self._by_address.get(source)
+        if target is None:
+            return self._drop(DropReason.UNKNOWN_SOURCE, origin, "not a registered target")
+        try:
+            header, raw, inner = geneve.split(payload)
+        except geneve.GeneveError as error:
+            return self._drop(DropReason.MALFORMED, origin, str(error), payload[:64])
+        try:
+            meta = geneve.AwsMetadata.from_header(header)
+        except geneve.GeneveError as error:
+            return self._drop(DropReason.MISSING_OPTIONS, origin, str(error), raw)
+        with self.lock:
+            flow = self.flows.by_cookie(meta.cookie)
+            if flow is None:
+                reason = DropReason.STALE_COOKIE if self.flows.is_retired(meta.cookie) else DropReason.UNKNOWN_COOKIE
+                return self._drop(reason, origin, f"cookie {meta.cookie:#010x}", raw)
+            endpoint = self.endpoints[flow.key.endpoint]
+            if meta.eni_id != endpoint.eni_id:
+                return self._drop(DropReason.ENI_MISMATCH, origin, f"ENI {geneve.format_eni(meta.eni_id)}", raw)
+            if meta.attachment_id != endpoint.attachment_id:
+                return self._drop(DropReason.ATTACHMENT_MISMATCH, origin, f"attachment {meta.attachment_id:#018x}", raw)
+            if target != flow.target:
+                return self._drop(DropReason.WRONG_TARGET, origin, f"flow belongs to {self.targets[flow.target].name}", raw)
+            if self.settings.strict and source_port != flow.source_port:
+                return self._drop(DropReason.SOURCE_PORT, origin, f"source port {source_port}, sent from {flow.source_port}", raw)
+            if source_port != flow.source_port:
+                self.metrics.source_port_changed += 1
+            if not inner:
+                return self._drop(DropReason.EMPTY, origin, "no inner packet", raw)
+            if len(inner) > MAX_INNER:
+                return self._drop(DropReason.OVERSIZE, origin, f"{len(inner)} bytes", raw)
+            if raw != flow.header:
+                self._record_mismatch(flow, raw)
+            self.flows.touch(flow)
+            flow.returned[flow.direction(inner[12:16] if inner[0] >> 4 == 4 else inner[8:24])] += 1
+            self.metrics.processed_packets += 1
+            self.metrics.processed_bytes += len(inner)
+            return Delivery(flow.key.endpoint, inner)
+
+    def set_health(self, target: int, healthy: bool) -> None:
+        with self.lock:
+            (self.healthy.add if healthy else self.healthy.discard)(target)
+
+    def _choose_target(self, key: FlowKey) -> int:
+        zone = self.endpoints[key.endpoint].zone
+        in_scope = [i for i, t in enumerate(self.targets) if self.settings.cross_zone or t.zone == zone]
+        candidates = [i for i in in_scope if i in self.healthy]
+        if not candidates:
+            return self._rng.choice(in_scope or list(range(len(self.targets))))
+        return candidates[key.digest() % len(candidates)]
+
+    def _record_mismatch(self, flow: Flow, raw: bytes) -> None:
+        entry = self.mismatches.setdefault(flow.cookie, Mismatch(flow.header.hex(), raw.hex()))
+        entry.count += 1
+
+    def _drop(self, reason: DropReason, source: str, detail: str, header: bytes = b"") -> DropReason:
+        self.metrics.drops[reason] += 1
+        self.rejects.append(Reject(self._clock(), reason, source, detail, header.hex()))
+        return reason

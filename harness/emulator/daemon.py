@@ -1,0 +1,212 @@
+"""The emulator as a process in the GWLB's namespace: sockets, tun devices and the event loop.
+
+Inner packets arrive on each endpoint's tun; GENEVE goes to targets through a raw IPv4 socket
+(so the outer UDP source port can be the flow's); returns are read on a raw UDP socket, which sees
+every destination port and so can count replies sent to the wrong one. A bound UDP socket on 6081
+with a drop-all filter keeps the kernel from answering valid returns with port unreachables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ipaddress
+import logging
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from harness import geneve
+from harness.emulator.config import DaemonConfig
+from harness.emulator.control import ControlServer
+from harness.emulator.core import Delivery, Encapsulated, Gwlb
+from harness.emulator.health import HealthChecker
+from harness.inet import PacketError, build_ipv4_udp, parse_ipv4_udp
+from harness.tun import open_tun
+
+log = logging.getLogger("gwlb.emulator")
+
+SO_ATTACH_FILTER = 26
+_BATCH = 256
+_RCVBUF = 8 * 1024 * 1024
+
+
+def _drop_all(sock: socket.socket) -> None:
+    program = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))
+    fprog = struct.pack("HL", 1, ctypes.addressof(program))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def _ip(raw: bytes) -> str:
+    return str(ipaddress.ip_address(raw))
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.gwlb = Gwlb([e.spec for e in config.endpoints], list(config.targets), config.settings)
+        self.address = ipaddress.IPv4Address(config.address).packed
+        self.tuns = [open_tun(e.tun, e.netns) for e in config.endpoints]
+        self.rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+        self.rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+        self.rx.setblocking(False)
+        self.tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self.tx.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _RCVBUF)
+        self.sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        _drop_all(self.sink)
+        self.sink.bind((config.address, geneve.GENEVE_PORT))
+        self.health = HealthChecker([t.address for t in config.targets], config.probe, self.gwlb.set_health)
+        self.control = ControlServer(config.control_socket, self._routes())
+        self._stop = threading.Event()
+        self._target_addresses = [(t.address, 0) for t in config.targets]
+
+    def stop(self, *_: Any) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self.rx, selectors.EVENT_READ, self._read_returns)
+        for index, fd in enumerate(self.tuns):
+            selector.register(fd, selectors.EVENT_READ, lambda i=index, f=fd: self._read_tun(i, f))
+        self.health.start()
+        control = threading.Thread(target=self.control.serve_forever, name="control", daemon=True)
+        control.start()
+        log.info("emulator ready: %d endpoints, %d targets", len(self.tuns), len(self.config.targets))
+        next_sweep = time.monotonic() + 1
+        try:
+            while not self._stop.is_set():
+                for key, _ in selector.select(timeout=0.5):
+                    key.data()
+                if time.monotonic() >= next_sweep:
+                    with self.gwlb.lock:
+                        self.gwlb.flows.expire()
+                    next_sweep = time.monotonic() + 1
+        finally:
+            self.health.stop()
+            self.control.shutdown()
+            for fd in self.tuns:
+                os.close(fd)
+
+    def _read_tun(self, endpoint: int, fd: int) -> None:
+        for _ in range(_BATCH):
+            try:
+                inner = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            result = self.gwlb.from_endpoint(endpoint, inner)
+            if isinstance(result, Encapsulated):
+                target = self.config.targets[result.target]
+                packet = build_ipv4_udp(self.address, target.packed, result.source_port, geneve.GENEVE_PORT, result.payload)
+                try:
+                    self.tx.sendto(packet, self._target_addresses[result.target])
+                except OSError as error:
+                    log.warning("send to %s failed: %s", target.name, error)
+
+    def _read_returns(self) -> None:
+        for _ in range(_BATCH):
+            try:
+                packet = self.rx.recv(65536)
+            except BlockingIOError:
+                return
+            try:
+                datagram = parse_ipv4_udp(packet)
+            except PacketError:
+                continue
+            if datagram.dst != self.address:
+                continue
+            result = self.gwlb.from_target(datagram.src, datagram.sport, datagram.dport, datagram.payload)
+            if isinstance(result, Delivery):
+                try:
+                    os.write(self.tuns[result.endpoint], result.inner)
+                except OSError as error:
+                    log.warning("delivery to endpoint %d failed: %s", result.endpoint, error)
+
+    def _routes(self) -> dict[str, Any]:
+        return {
+            "/flows": self._flows,
+            "/metrics": self._metrics,
+            "/targets": self._targets,
+            "/rejects": self._rejects,
+            "/mismatches": self._mismatches,
+        }
+
+    def _flows(self) -> list[dict[str, Any]]:
+        with self.gwlb.lock:
+            flows = self.gwlb.flows.flows()
+            return [
+                {
+                    "endpoint": self.gwlb.endpoints[f.key.endpoint].name,
+                    "target": self.gwlb.targets[f.target].name,
+                    "cookie": f.cookie,
+                    "source_port": f.source_port,
+                    "protocol": f.key.protocol,
+                    "ends": [[_ip(f.key.low[0]), f.key.low[1]], [_ip(f.key.high[0]), f.key.high[1]]],
+                    "initiator": _ip(f.initiator),
+                    "header": f.header.hex(),
+                    "packets": list(f.packets),
+                    "returned": list(f.returned),
+                    "closed": f.closed,
+                }
+                for f in flows
+            ]
+
+    def _metrics(self) -> dict[str, Any]:
+        with self.gwlb.lock:
+            m = self.gwlb.metrics
+            return {
+                "ActiveFlowCount": len(self.gwlb.flows),
+                "NewFlowCount": m.new_flows,
+                "ProcessedPackets": m.processed_packets,
+                "ProcessedBytes": m.processed_bytes,
+                "RejectedFlowCount_TCP": m.rejected_flows_tcp,
+                "HealthyHostCount": len(self.gwlb.healthy),
+                "UnHealthyHostCount": len(self.gwlb.targets) - len(self.gwlb.healthy),
+                "source_port_changed": m.source_port_changed,
+                "drops": {reason.value: count for reason, count in m.drops.items()},
+            }
+
+    def _targets(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": target.name,
+                "address": target.address,
+                "state": health.state.value,
+                "reason": health.reason.value if health.reason else None,
+                "last_probe": health.last_probe,
+                "transitions": health.transitions,
+            }
+            for target, health in zip(self.config.targets, self.health.snapshot())
+        ]
+
+    def _rejects(self) -> list[dict[str, Any]]:
+        with self.gwlb.lock:
+            return [
+                {"at": r.at, "reason": r.reason.value, "source": r.source, "detail": r.detail, "header": r.header}
+                for r in self.gwlb.rejects
+            ]
+
+    def _mismatches(self) -> dict[str, Any]:
+        with self.gwlb.lock:
+            return {
+                str(cookie): {"expected": m.expected, "observed": m.observed, "count": m.count}
+                for cookie, m in self.gwlb.mismatches.items()
+            }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.emulator", description="Run the GWLB emulator.")
+    parser.add_argument("config", type=Path, help="JSON written by the testbed")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    daemon = Daemon(DaemonConfig.read(args.config))
+    signal.signal(signal.SIGTERM, daemon.stop)
+    signal.signal(signal.SIGINT, daemon.stop)
+    daemon.run()
+    return 0

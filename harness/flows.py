@@ -1,0 +1,185 @@
+"""Flow table of the emulated GWLB: stickiness, symmetric keys, cookies and their lifecycle.
+
+Pure logic with an injected clock, so every rule (idle timeouts, a new cookie for a reused
+5-tuple, rejected non-SYN TCP) is testable without root. The data path asks `classify` for each
+inner packet and `by_cookie` for each returned one.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from harness.inet import PROTO_TCP, PROTO_UDP, TCP_FIN, TCP_RST, InnerFlow
+from harness.topology import Stickiness
+
+SOURCE_PORT_BASE = 32768
+SOURCE_PORT_SPAN = 28232
+_RETIRED_COOKIES_KEPT = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class FlowKey:
+    """Direction-free flow identity: the same key for both directions of a flow."""
+
+    endpoint: int
+    protocol: int
+    low: tuple[bytes, int]
+    high: tuple[bytes, int]
+
+    @classmethod
+    def of(cls, endpoint: int, flow: InnerFlow, stickiness: Stickiness) -> FlowKey:
+        ported = flow.protocol in (PROTO_TCP, PROTO_UDP) and stickiness is Stickiness.FIVE_TUPLE
+        a = (flow.src, flow.sport if ported else 0)
+        b = (flow.dst, flow.dport if ported else 0)
+        protocol = 0 if stickiness is Stickiness.TWO_TUPLE else flow.protocol
+        return cls(endpoint, protocol, *sorted((a, b)))
+
+    def digest(self) -> int:
+        raw = bytes([self.endpoint & 0xFF, self.protocol]) + self.low[0] + self.high[0]
+        return zlib.crc32(raw + self.low[1].to_bytes(2, "big") + self.high[1].to_bytes(2, "big"))
+
+
+@dataclass(eq=False)
+class Flow:
+    """One flow's assignment: fixed target, cookie and outer source port for its whole life."""
+
+    key: FlowKey
+    target: int
+    cookie: int
+    source_port: int
+    created: float
+    last_seen: float
+    initiator: bytes
+    header: bytes = b""
+    packets: list[int] = field(default_factory=lambda: [0, 0])
+    returned: list[int] = field(default_factory=lambda: [0, 0])
+    fins: set[bytes] = field(default_factory=set)
+    reset: bool = False
+
+    @property
+    def closed(self) -> bool:
+        return self.reset or len(self.fins) >= 2
+
+    def direction(self, src: bytes) -> int:
+        """0 for packets from the side that opened the flow, 1 for the other side."""
+        return 0 if src == self.initiator else 1
+
+
+class Outcome(enum.Enum):
+    EXISTING = "existing"
+    NEW = "new"
+    REJECTED_TCP = "rejected_tcp"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    tcp_idle_s: float
+    other_idle_s: float
+
+
+class FlowTable:
+    """Assigns flows to targets and remembers them; both directions resolve to one Flow."""
+
+    def __init__(
+        self,
+        stickiness: Stickiness,
+        timeouts: Timeouts,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.stickiness = stickiness
+        self.timeouts = timeouts
+        self._clock = clock
+        self._rng = rng or random.SystemRandom()
+        self._flows: dict[FlowKey, Flow] = {}
+        self._cookies: dict[int, Flow] = {}
+        self._retired: OrderedDict[int, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def flows(self) -> list[Flow]:
+        return list(self._flows.values())
+
+    def classify(
+        self, endpoint: int, inner: InnerFlow, choose_target: Callable[[FlowKey], int]
+    ) -> tuple[Outcome, Flow | None]:
+        """The flow of an inner packet, creating one when the rules allow; updates TCP state."""
+        key = FlowKey.of(endpoint, inner, self.stickiness)
+        now = self._clock()
+        flow = self._flows.get(key)
+        reused = flow is not None and flow.closed and inner.is_tcp_syn and self.stickiness is Stickiness.FIVE_TUPLE
+        if flow is not None and (reused or self._expired(flow, now)):
+            self._retire(flow)
+            flow = None
+        outcome = Outcome.EXISTING
+        if flow is None:
+            if inner.protocol == PROTO_TCP and not inner.is_tcp_syn:
+                return Outcome.REJECTED_TCP, None
+            flow = self._create(key, choose_target(key), inner.src, now)
+            outcome = Outcome.NEW
+        flow.last_seen = now
+        flow.packets[flow.direction(inner.src)] += 1
+        if inner.protocol == PROTO_TCP:
+            if inner.tcp_flags & TCP_RST:
+                flow.reset = True
+            if inner.tcp_flags & TCP_FIN:
+                flow.fins.add(inner.src)
+        return outcome, flow
+
+    def by_cookie(self, cookie: int) -> Flow | None:
+        flow = self._cookies.get(cookie)
+        if flow is not None and self._expired(flow, self._clock()):
+            self._retire(flow)
+            return None
+        return flow
+
+    def is_retired(self, cookie: int) -> bool:
+        return cookie in self._retired
+
+    def touch(self, flow: Flow) -> None:
+        flow.last_seen = self._clock()
+
+    def expire(self) -> int:
+        """Drop idle flows; returns how many were removed."""
+        now = self._clock()
+        stale = [flow for flow in self._flows.values() if self._expired(flow, now)]
+        for flow in stale:
+            self._retire(flow)
+        return len(stale)
+
+    def reassign(self, flows: Sequence[Flow], choose_target: Callable[[FlowKey], int]) -> None:
+        """Move flows to other targets (rebalance); cookies stay, as AWS keeps the flow."""
+        for flow in flows:
+            flow.target = choose_target(flow.key)
+
+    def _expired(self, flow: Flow, now: float) -> bool:
+        limit = self.timeouts.tcp_idle_s if flow.key.protocol == PROTO_TCP else self.timeouts.other_idle_s
+        return now - flow.last_seen > limit
+
+    def _create(self, key: FlowKey, target: int, initiator: bytes, now: float) -> Flow:
+        cookie = self._new_cookie()
+        port = SOURCE_PORT_BASE + key.digest() % SOURCE_PORT_SPAN
+        flow = Flow(key, target, cookie, port, now, now, initiator)
+        self._flows[key] = flow
+        self._cookies[cookie] = flow
+        return flow
+
+    def _new_cookie(self) -> int:
+        while True:
+            cookie = self._rng.getrandbits(32)
+            if cookie not in self._cookies and cookie not in self._retired:
+                return cookie
+
+    def _retire(self, flow: Flow) -> None:
+        self._flows.pop(flow.key, None)
+        self._cookies.pop(flow.cookie, None)
+        self._retired[flow.cookie] = None
+        if len(self._retired) > _RETIRED_COOKIES_KEPT:
+            self._retired.popitem(last=False)

@@ -1,0 +1,27 @@
+"""Run reporting, split like pytest-html: a result model, a pytest plugin, one renderer per format.
+
+`model` holds pytest-free result types and the verdict rules; `plugin` turns pytest reports into
+them; `render_json`, `render_junit` and `render_html` write results.json, junit.xml and index.html.
+"""
+
+from harness.report.model import (
+    CheckResult,
+    RequirementResult,
+    RunInfo,
+    RunResult,
+    Status,
+    Verdict,
+    build_result,
+)
+from harness.report.plugin import ReportPlugin
+
+__all__ = [
+    "CheckResult",
+    "ReportPlugin",
+    "RequirementResult",
+    "RunInfo",
+    "RunResult",
+    "Status",
+    "Verdict",
+    "build_result",
+]

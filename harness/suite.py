@@ -1,0 +1,48 @@
+"""Runs the conformance suite (conformance/) with pytest against a testbed built beforehand.
+
+The testbed is built outside pytest so that Ctrl-C, a crash in a check or a failed build still
+reach the `finally` that removes it; pytest gets it through the `testbed` fixture below. If the
+testbed could not be built, every check errors with the reason and the report still gets written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.testbed import Testbed
+
+SUITE_DIR = Path(__file__).resolve().parents[1] / "conformance"
+
+
+_PROVIDER = pytest.StashKey["TestbedProvider"]()
+
+
+class TestbedProvider:
+    """A pytest plugin object handing the run's testbed (or the reason there is none) to the
+    `testbed` fixture below."""
+
+    def __init__(self, testbed: Testbed | None, failure: str | None = None) -> None:
+        self.testbed = testbed
+        self.failure = failure
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.stash[_PROVIDER] = self
+
+
+@pytest.fixture(scope="session")
+def testbed(request: pytest.FixtureRequest) -> Testbed:
+    provider = request.config.stash[_PROVIDER]
+    if provider.testbed is None:
+        raise HarnessError(provider.failure or "no testbed")
+    return provider.testbed
+
+
+def suite_arguments(keyword: str | None, quiet: bool) -> list[str]:
+    args = [str(SUITE_DIR), "-p", "no:cacheprovider", "-o", "console_output_style=classic", "-rN"]
+    args.append("-q" if quiet else "-v")
+    if keyword:
+        args += ["-k", keyword]
+    return args

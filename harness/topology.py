@@ -1,0 +1,251 @@
+"""The topology description: frozen, validated data with no side effects.
+
+`load_topology` reads a YAML file (validated against `schemas/topology.schema.json`) into these
+types; `testbed.py` turns them into namespaces. Addresses are private ranges that live only inside
+the run's own namespaces.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.yamlconfig import load_validated
+
+
+class Stickiness(enum.Enum):
+    """AWS target-group attribute `stickiness.type`."""
+
+    FIVE_TUPLE = "five_tuple"
+    THREE_TUPLE = "source_ip_dest_ip_proto"
+    TWO_TUPLE = "source_ip_dest_ip"
+
+
+@dataclass(frozen=True)
+class Subnet:
+    """Hosts on one side of an endpoint; host i (from 0) gets address network[10 + i]."""
+
+    cidr: ipaddress.IPv4Network
+    hosts: tuple[str, ...]
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        return self.cidr.network_address + 1
+
+    def address_of(self, host: str) -> ipaddress.IPv4Address:
+        return self.cidr.network_address + 10 + self.hosts.index(host)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A GWLB endpoint: the route target of one VPC; its ENI ID travels in GENEVE option 1."""
+
+    name: str
+    eni_id: int
+    attachment_id: int
+    zone: str
+    consumers: Subnet
+    servers: Subnet
+
+
+@dataclass(frozen=True)
+class Gwlb:
+    """The emulated load balancer: its address on the appliance subnet and its attributes."""
+
+    profile: str
+    address: ipaddress.IPv4Address
+    target_subnet: ipaddress.IPv4Network
+    targets_per_zone: int
+    stickiness: Stickiness
+    tcp_idle_timeout_s: int
+    deregistration_delay_s: int
+    cross_zone: bool
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    zones: tuple[str, ...]
+    gwlb: Gwlb
+    endpoints: tuple[Endpoint, ...]
+    link_mtu: int
+    source: str
+
+    def target_address(self, index: int) -> ipaddress.IPv4Address:
+        """Appliance target `index` (from 0) on the appliance subnet."""
+        return self.gwlb.target_subnet.network_address + 11 + index
+
+    @property
+    def target_count(self) -> int:
+        return self.gwlb.targets_per_zone * len(self.zones)
+
+
+
+_PRIVATE = tuple(map(ipaddress.IPv4Network, ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")))
+_RESERVED = re.compile(r"gwlb|a[0-9]+")
+_FIRST_HOST = 10
+_FIRST_TARGET = 11
+
+
+def default_topology_path() -> Path:
+    """The topology `run` uses when none is given."""
+    return Path(__file__).resolve().parents[1] / "topologies" / "default.yaml"
+
+
+def load_topology(path: Path) -> Topology:
+    """Read, validate and check a topology file; every problem is a `ConfigError`."""
+    path = Path(path)
+    data = load_validated(path, "topology.schema.json")
+    zones = tuple(data["zones"])
+    _check_names(path, data["endpoints"])
+    gwlb = _gwlb(path, data["gwlb"], len(zones))
+    endpoints = tuple(_endpoint(path, i, raw, zones) for i, raw in enumerate(data["endpoints"]))
+    _check_unique_enis(path, endpoints)
+    for i, endpoint in enumerate(endpoints):
+        for side in ("consumers", "servers"):
+            cidr = getattr(endpoint, side).cidr
+            if cidr.overlaps(gwlb.target_subnet):
+                raise ConfigError(
+                    path, f"endpoints[{i}].{side}.subnet",
+                    f"{cidr} overlaps gwlb.target_subnet {gwlb.target_subnet}; "
+                    "expected a separate network",
+                )
+    return Topology(
+        name=data["name"],
+        zones=zones,
+        gwlb=gwlb,
+        endpoints=endpoints,
+        link_mtu=data.get("links", {}).get("mtu", 9001),
+        source=str(path),
+    )
+
+
+def _network(path: Path, key: str, text: str, first: int, count: int) -> ipaddress.IPv4Network:
+    """A private network of at most /28 that holds `count` addresses from offset `first`."""
+    try:
+        net = ipaddress.IPv4Network(text)
+    except ValueError as exc:
+        expected = "expected a network like 10.0.1.0/24"
+        raise ConfigError(path, key, f"{text!r} is not valid ({exc}); {expected}") from None
+    if not any(net.subnet_of(private) for private in _PRIVATE):
+        private = "10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
+        raise ConfigError(path, key, f"{net} is not private; expected a network inside {private}")
+    if net.prefixlen > 28:
+        raise ConfigError(path, key, f"{net} is too small; expected a prefix of /28 or shorter")
+    room = net.num_addresses - 1 - first
+    if count > room:
+        raise ConfigError(
+            path, key,
+            f"{net} has room for {room} address(es) from offset {first}, {count} needed; "
+            "expected a larger network",
+        )
+    return net
+
+
+def _gwlb(path: Path, raw: dict[str, Any], zone_count: int) -> Gwlb:
+    count = raw["targets_per_zone"] * zone_count
+    subnet = _network(path, "gwlb.target_subnet", raw["target_subnet"], _FIRST_TARGET, count)
+    try:
+        address = ipaddress.IPv4Address(raw["address"])
+    except ValueError as exc:
+        problem = f"{raw['address']!r} is not valid ({exc})"
+        raise ConfigError(path, "gwlb.address", f"{problem}; expected an IPv4 address") from None
+    first, last = subnet.network_address + 1, subnet.network_address + _FIRST_TARGET - 1
+    if not first <= address <= last:
+        raise ConfigError(
+            path, "gwlb.address",
+            f"{address} is not usable; expected an address in {subnet} from {first} to {last}",
+        )
+    attributes = raw.get("attributes", {})
+    stickiness = Stickiness(attributes.get("stickiness.type", Stickiness.FIVE_TUPLE.value))
+    if "tcp.idle_timeout.seconds" in attributes and stickiness is not Stickiness.FIVE_TUPLE:
+        raise ConfigError(
+            path, "gwlb.attributes.tcp.idle_timeout.seconds",
+            f"cannot be set with stickiness.type {stickiness.value}; "
+            "expected it only with five_tuple",
+        )
+    return Gwlb(
+        profile=raw.get("profile", "aws"),
+        address=address,
+        target_subnet=subnet,
+        targets_per_zone=raw["targets_per_zone"],
+        stickiness=stickiness,
+        tcp_idle_timeout_s=attributes.get("tcp.idle_timeout.seconds", 350),
+        deregistration_delay_s=attributes.get("deregistration_delay.timeout_seconds", 300),
+        cross_zone=attributes.get("load_balancing.cross_zone.enabled", False),
+    )
+
+
+def _endpoint(path: Path, index: int, raw: dict[str, Any], zones: tuple[str, ...]) -> Endpoint:
+    at = f"endpoints[{index}]"
+    eni_id = int(raw["eni_id"].removeprefix("vpce-"), 16)
+    if eni_id >= 1 << 64:
+        raise ConfigError(
+            path, f"{at}.eni_id",
+            f"{raw['eni_id']!r} does not fit in 64 bits; expected a first hex digit of 0",
+        )
+    if raw["zone"] not in zones:
+        expected = f"expected one of: {', '.join(zones)}"
+        raise ConfigError(path, f"{at}.zone", f"{raw['zone']!r} is not in zones; {expected}")
+    consumers = _subnet(path, f"{at}.consumers", raw["consumers"])
+    servers = _subnet(path, f"{at}.servers", raw["servers"])
+    if consumers.cidr.overlaps(servers.cidr):
+        raise ConfigError(
+            path, f"{at}.servers.subnet",
+            f"{servers.cidr} overlaps consumers.subnet {consumers.cidr}; "
+            "expected separate networks",
+        )
+    attachment = raw["attachment_id"]
+    return Endpoint(
+        name=raw["name"],
+        eni_id=eni_id,
+        attachment_id=attachment if isinstance(attachment, int) else int(attachment, 16),
+        zone=raw["zone"],
+        consumers=consumers,
+        servers=servers,
+    )
+
+
+def _subnet(path: Path, key: str, raw: dict[str, Any]) -> Subnet:
+    cidr = _network(path, f"{key}.subnet", raw["subnet"], _FIRST_HOST, len(raw["hosts"]))
+    return Subnet(cidr, tuple(raw["hosts"]))
+
+
+def _check_names(path: Path, endpoints: list[dict[str, Any]]) -> None:
+    """Endpoint and host names become node names: unique, and not those the harness uses."""
+    owners: dict[str, str] = {}
+    for i, raw in enumerate(endpoints):
+        named = [(f"endpoints[{i}].name", raw["name"])]
+        for side in ("consumers", "servers"):
+            hosts = enumerate(raw[side]["hosts"])
+            named += [(f"endpoints[{i}].{side}.hosts[{j}]", host) for j, host in hosts]
+        for key, name in named:
+            if _RESERVED.fullmatch(name):
+                role = "the GWLB node" if name == "gwlb" else "appliance targets (a1, a2, ...)"
+                raise ConfigError(
+                    path, key, f"{name!r} is reserved for {role}; expected another name"
+                )
+            if name in owners:
+                raise ConfigError(
+                    path, key,
+                    f"{name!r} is already used by {owners[name]}; "
+                    "expected names unique in the topology",
+                )
+            owners[name] = key
+
+
+def _check_unique_enis(path: Path, endpoints: tuple[Endpoint, ...]) -> None:
+    first_use: dict[int, int] = {}
+    for i, endpoint in enumerate(endpoints):
+        j = first_use.setdefault(endpoint.eni_id, i)
+        if j != i:
+            raise ConfigError(
+                path, f"endpoints[{i}].eni_id",
+                f"vpce-{endpoint.eni_id:017x} is already used by endpoints[{j}]; "
+                "expected unique ENI IDs",
+            )

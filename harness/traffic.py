@@ -1,0 +1,139 @@
+"""Traffic endpoints that run inside testbed nodes: echo servers and clients that verify payloads.
+
+Each client prints one JSON object (what it sent, what came back intact, its local port) so a
+check can say exactly what went wrong. Payloads are deterministic per sequence number, so
+truncation, corruption, duplication and loss are all told apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+IP_MTU_DISCOVER = 10
+IP_PMTUDISC_DO = 2
+IPV4_UDP_OVERHEAD = 28
+
+
+def payload(seq: int, size: int) -> bytes:
+    stamp = f"{seq:08d}".encode()
+    return (stamp * (size // len(stamp) + 1))[:size]
+
+
+def _no_fragments(sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+
+
+def tcp_server(port: int) -> None:
+    listener = socket.create_server(("0.0.0.0", port), reuse_port=True)
+
+    def echo(conn: socket.socket) -> None:
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=echo, args=(conn,), daemon=True).start()
+
+
+def udp_server(port: int) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    _no_fragments(sock)
+    sock.bind(("0.0.0.0", port))
+    while True:
+        data, peer = sock.recvfrom(65536)
+        sock.sendto(data, peer)
+
+
+def tcp_client(host: str, port: int, size: int, source_port: int, timeout: float, reset: bool) -> dict[str, Any]:
+    data = payload(0, size)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.settimeout(timeout)
+    result: dict[str, Any] = {"sent": size, "received": 0, "intact": False}
+    try:
+        sock.bind(("0.0.0.0", source_port))
+        sock.connect((host, port))
+        result["local_port"] = sock.getsockname()[1]
+        sock.sendall(data)
+        received = bytearray()
+        while len(received) < size:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        result["received"] = len(received)
+        result["intact"] = bytes(received) == data
+    except OSError as error:
+        result["error"] = f"{type(error).__name__}: {error}"
+    finally:
+        if reset:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()
+    return result
+
+
+def udp_client(host: str, port: int, size: int, count: int, timeout: float) -> dict[str, Any]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    _no_fragments(sock)
+    sock.settimeout(timeout)
+    sock.connect((host, port))
+    length = size - IPV4_UDP_OVERHEAD
+    intact, damaged = set(), 0
+    result: dict[str, Any] = {"inner_size": size, "sent": count, "local_port": sock.getsockname()[1]}
+    for seq in range(count):
+        try:
+            sock.send(payload(seq, length))
+        except OSError as error:
+            result["error"] = f"{type(error).__name__}: {error}"
+            break
+        deadline = time.monotonic() + timeout
+        while seq not in intact and time.monotonic() < deadline:
+            try:
+                data = sock.recv(65536)
+            except (TimeoutError, ConnectionRefusedError):
+                break
+            got = int(data[:8]) if data[:8].isdigit() else -1
+            if got >= 0 and data == payload(got, length):
+                intact.add(got)
+            else:
+                damaged += 1
+    result.update(received_intact=len(intact), damaged=damaged)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.traffic")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("tcp-server", "udp-server"):
+        sub.add_parser(name).add_argument("--port", type=int, required=True)
+    tcp = sub.add_parser("tcp-client")
+    udp = sub.add_parser("udp-client")
+    for client in (tcp, udp):
+        client.add_argument("--host", required=True)
+        client.add_argument("--port", type=int, required=True)
+        client.add_argument("--size", type=int, required=True)
+        client.add_argument("--timeout", type=float, default=2.0)
+    tcp.add_argument("--source-port", type=int, default=0)
+    tcp.add_argument("--reset", action="store_true", help="close with RST (no TIME_WAIT)")
+    udp.add_argument("--count", type=int, default=5)
+    args = parser.parse_args(argv)
+    if args.command == "tcp-server":
+        tcp_server(args.port)
+    elif args.command == "udp-server":
+        udp_server(args.port)
+    elif args.command == "tcp-client":
+        print(json.dumps(tcp_client(args.host, args.port, args.size, args.source_port, args.timeout, args.reset)))
+    else:
+        print(json.dumps(udp_client(args.host, args.port, args.size, args.count, args.timeout)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""End to end: the real CLI against the reference appliance and every faulty appliance.
+
+This is the proof that each verdict can fail: each faulty appliance must fail exactly the
+requirements `appliance-images/faulty/expectations.yaml` names, for the right reason, while the
+reference appliance passes them all. Every run must leave no link, namespace or process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "harness.cli"]
+FAULTY = REPO / "appliance-images" / "faulty"
+EXPECTATIONS = yaml.safe_load((FAULTY / "expectations.yaml").read_text())
+
+pytestmark = [
+    pytest.mark.requires_root,
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="builds network namespaces: needs root"),
+]
+
+
+def _links() -> str:
+    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+
+
+def _processes_marked(marker: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker.encode() in (proc / "environ").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def _run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict | None, str]:
+    """Run the CLI with a marker in its environment; check it left nothing behind."""
+    marker = f"GWLB_TEST_RUN={uuid.uuid4().hex}"
+    env = {**os.environ, "GWLB_TEST_RUN": marker.split("=")[1]}
+    before = _links()
+    out = tmp_path / "report"
+    done = subprocess.run([*CLI, "run", "--quiet", "--out", str(out), *args], capture_output=True, text=True, env=env, timeout=300)
+    assert _links() == before, "the run left links behind"
+    assert _processes_marked(marker) == [], "the run left processes behind"
+    results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else None
+    return done, results, marker
+
+
+def _statuses(results: dict) -> dict[str, str]:
+    return {r["id"]: r["status"] for r in results["requirements"]}
+
+
+def test_reference_appliance_is_conformant(tmp_path: Path) -> None:
+    done, results, _ = _run(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert results["verdict"] == "CONFORMANT"
+    assert set(_statuses(results).values()) == {"pass"}, _statuses(results)
+    assert "index.html" in done.stdout
+    assert (tmp_path / "report" / "junit.xml").exists()
+    assert (tmp_path / "report" / "pcaps" / "gwlb.pcap").stat().st_size > 0
+
+
+@pytest.mark.parametrize("fault", sorted(EXPECTATIONS))
+def test_faulty_appliance_fails_for_the_right_reason(tmp_path: Path, fault: str) -> None:
+    expected = EXPECTATIONS[fault]
+    done, results, _ = _run(tmp_path, "--appliance", str(FAULTY / fault / "appliance.yaml"))
+    assert results is not None, done.stderr
+    assert results["verdict"] == expected["verdict"], done.stdout
+    assert done.returncode == {"CONFORMANT": 0, "NOT_CONFORMANT": 1, "ERROR": 2}[expected["verdict"]]
+    statuses = _statuses(results)
+    for requirement in expected.get("fails", []):
+        assert statuses[requirement] == "fail", f"{fault} should fail {requirement}: {statuses}"
+    for requirement in expected.get("passes", []):
+        assert statuses[requirement] == "pass", f"{fault} should not touch {requirement}: {statuses}"
+    if "error" in expected:
+        assert any(expected["error"] in error for error in results["errors"]), results["errors"]
+
+
+def test_malformed_descriptor_exits_2_naming_file_and_field(tmp_path: Path) -> None:
+    descriptor = tmp_path / "appliance.yaml"
+    descriptor.write_text("name: broken\nversion: '1'\nlaunch: {kind: process}\n")
+    done = subprocess.run([*CLI, "run", "--appliance", str(descriptor)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert str(descriptor) in done.stderr and "launch" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_interrupted_run_removes_everything(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    before = _links()
+    out = tmp_path / "report"
+    process = subprocess.Popen([*CLI, "run", "--quiet", "--out", str(out)], env={**os.environ, "GWLB_TEST_RUN": marker},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "logs" / "a1.log").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert _processes_marked(marker), "the run did not start its appliances"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 2, err
+    assert "Traceback" not in err
+    assert _links() == before
+    assert _processes_marked(marker) == []

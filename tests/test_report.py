@@ -1,0 +1,515 @@
+"""The report plugin end to end: tiny synthetic test files run under pytester with a ReportPlugin,
+then results.json (against its schema), junit.xml and index.html are read back."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from harness.catalog import Catalog, Family, Level, Requirement
+from harness.report import (
+    CheckResult,
+    ReportPlugin,
+    RunInfo,
+    Status,
+    Verdict,
+    build_result,
+)
+from harness.report.render_json import SCHEMA_PATH
+
+pytest_plugins = ["pytester"]
+
+CATALOG = Catalog(
+    [
+        Requirement("ENC-ONE", Family.ENC, Level.MUST, "First", "One must hold.", "test"),
+        Requirement("ENC-TWO", Family.ENC, Level.MUST, "Second", "Two must hold.", "test"),
+        Requirement("ENC-SOFT", Family.ENC, Level.SHOULD, "Soft", "Soft should hold.", "test"),
+        Requirement("FLOW-V6", Family.FLOW, Level.MUST, "IPv6", "IPv6 flows.", "test", "ipv6"),
+    ]
+)
+INFO = RunInfo(
+    run_id="run-test",
+    appliance_name="demo-appliance",
+    appliance_version="1.2",
+    appliance_launch="/opt/demo --port 8080",
+    profile="aws",
+    timers="accelerated",
+    topology="default",
+    harness_version="0.1.0",
+    kernel="6.1.0-test",
+    started_at=datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc),
+    notes=("synthetic run",),
+)
+
+ALL_PASS = """
+    import pytest
+
+    @pytest.mark.requirement("ENC-ONE")
+    def test_one():
+        pass
+
+    @pytest.mark.requirement("ENC-TWO", "ENC-SOFT")
+    def test_two_and_soft():
+        pass
+
+    @pytest.mark.requirement("FLOW-V6")
+    def test_v6():
+        pytest.skip("not claimed: ipv6")
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    plugin: ReportPlugin
+    results: dict[str, Any]
+    junit: ET.Element
+    html: str
+    out_dir: Path
+
+    def requirement(self, requirement_id: str) -> dict[str, Any]:
+        return next(r for r in self.results["requirements"] if r["id"] == requirement_id)
+
+    def check(self, name: str) -> dict[str, Any]:
+        return next(c for c in self.results["checks"] if c["nodeid"].endswith(f"::{name}"))
+
+    def testcase(self, name: str) -> ET.Element:
+        return next(c for c in self.junit.iter("testcase") if c.get("name").endswith(f" {name}"))
+
+
+@pytest.fixture
+def run_checks(pytester: pytest.Pytester):
+    def run(source: str, *args: str) -> Run:
+        pytester.makepyfile(test_checks=textwrap.dedent(source))
+        out_dir = pytester.path / "report"
+        plugin = ReportPlugin(CATALOG, INFO, out_dir)
+        pytester.runpytest("-p", "no:cacheprovider", *args, plugins=[plugin])
+        results = json.loads((out_dir / "results.json").read_text(encoding="utf-8"))
+        schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+        jsonschema.Draft202012Validator(schema).validate(results)
+        return Run(
+            plugin=plugin,
+            results=results,
+            junit=ET.parse(out_dir / "junit.xml").getroot(),
+            html=(out_dir / "index.html").read_text(encoding="utf-8"),
+            out_dir=out_dir,
+        )
+
+    return run
+
+
+def test_schema_is_valid_draft_2020_12() -> None:
+    jsonschema.Draft202012Validator.check_schema(json.loads(SCHEMA_PATH.read_text("utf-8")))
+
+
+def test_passing_run_is_conformant(run_checks) -> None:
+    run = run_checks(ALL_PASS)
+
+    assert run.plugin.result.verdict is Verdict.CONFORMANT
+    assert run.results["verdict"] == "CONFORMANT"
+    assert run.results["exit_code"] == 0
+    assert run.results["errors"] == [] and run.results["warnings"] == []
+    assert [r["status"] for r in run.results["requirements"]] == [
+        "pass",
+        "pass",
+        "pass",
+        "not_claimed",
+    ]
+    assert run.requirement("FLOW-V6")["message"] == "not claimed: ipv6"
+    assert run.requirement("ENC-SOFT")["checks"] == ["test_checks.py::test_two_and_soft"]
+    assert run.check("test_two_and_soft")["requirements"] == ["ENC-TWO", "ENC-SOFT"]
+    assert run.results["appliance"] == {
+        "name": "demo-appliance",
+        "version": "1.2",
+        "launch": "/opt/demo --port 8080",
+    }
+    assert run.results["run"]["started_at"] == "2024-05-06T07:08:09+00:00"
+    assert run.results["run"]["finished_at"] is not None
+    assert (run.results["profile"], run.results["timers"]) == ("aws", "accelerated")
+
+    suite = run.junit.find("testsuite")
+    totals = [suite.get(name) for name in ("tests", "failures", "errors", "skipped")]
+    assert totals == ["3", "0", "0", "1"]
+    assert run.testcase("test_two_and_soft").get("name") == "ENC-TWO ENC-SOFT test_two_and_soft"
+    assert run.testcase("test_v6").find("skipped").get("message") == "not claimed: ipv6"
+    assert 'class="banner verdict-conformant"' in run.html
+    assert "demo-appliance 1.2" in run.html and "accelerated" in run.html
+    assert "<h3>FLOW — Flows</h3>" in run.html
+    assert "http://" not in run.html and "https://" not in run.html
+
+
+def test_failing_must_is_not_conformant(run_checks) -> None:
+    run = run_checks(
+        """
+        import pytest
+
+        @pytest.mark.requirement("ENC-ONE")
+        def test_one():
+            observed = "00 00 65 58"
+            diff = "expected 00 00 08 00\\nobserved 00 00 65 58"
+            assert observed == "00 00 08 00", "header not echoed\\n" + diff
+
+        @pytest.mark.requirement("ENC-TWO", "ENC-SOFT")
+        def test_two():
+            pass
+        """
+    )
+
+    assert run.results["verdict"] == "NOT_CONFORMANT"
+    assert run.results["exit_code"] == 1
+    check = run.check("test_one")
+    assert check["status"] == "fail"
+    assert check["message"] == "header not echoed"
+    assert "expected 00 00 08 00\nobserved 00 00 65 58" in check["details"]
+    assert "Traceback" not in check["details"] and "test_checks.py:" not in check["details"]
+    assert run.requirement("ENC-ONE") | {"checks": None} == {
+        "id": "ENC-ONE",
+        "family": "ENC",
+        "level": "MUST",
+        "title": "First",
+        "needs": None,
+        "status": "fail",
+        "message": "header not echoed",
+        "checks": None,
+    }
+    assert run.requirement("FLOW-V6")["status"] == "skip"
+
+    failure = run.testcase("test_one").find("failure")
+    assert failure.get("message") == "header not echoed"
+    assert "observed 00 00 65 58" in failure.text
+    assert run.junit.find("testsuite").get("failures") == "1"
+    assert 'class="banner verdict-not-conformant"' in run.html
+    assert "<h2>Failed and erroring checks</h2>" in run.html
+    assert "<pre>header not echoed\nexpected 00 00 08 00\nobserved 00 00 65 58" in run.html
+
+
+def test_failing_should_only_is_conformant_with_warning(run_checks) -> None:
+    run = run_checks(
+        """
+        import pytest
+
+        @pytest.mark.requirement("ENC-ONE", "ENC-TWO")
+        def test_musts():
+            pass
+
+        @pytest.mark.requirement("ENC-SOFT")
+        def test_soft():
+            assert False, "source port changed from 40001 to 6081"
+        """
+    )
+
+    assert run.results["verdict"] == "CONFORMANT"
+    assert run.results["exit_code"] == 0
+    assert run.requirement("ENC-SOFT")["status"] == "fail"
+    assert run.results["warnings"] == ["ENC-SOFT (SHOULD): source port changed from 40001 to 6081"]
+    assert [w.requirement.id for w in run.plugin.result.warnings] == ["ENC-SOFT"]
+    assert "<h2>Warnings</h2>" in run.html
+    assert run.testcase("test_soft").find("failure") is not None
+
+
+def test_setup_error_is_error(run_checks) -> None:
+    run = run_checks(
+        """
+        import pytest
+        from harness.errors import HarnessError
+
+        @pytest.fixture
+        def appliance():
+            raise HarnessError("appliance a1 never became healthy")
+
+        @pytest.mark.requirement("ENC-ONE")
+        def test_one(appliance):
+            pass
+
+        @pytest.mark.requirement("ENC-TWO", "ENC-SOFT")
+        def test_two():
+            pass
+        """
+    )
+
+    assert run.results["verdict"] == "ERROR"
+    assert run.results["exit_code"] == 2
+    check = run.check("test_one")
+    assert check["status"] == "error"
+    assert check["message"] == "HarnessError: appliance a1 never became healthy"
+    assert run.requirement("ENC-ONE")["status"] == "error"
+    assert run.testcase("test_one").find("error").get("message") == check["message"]
+    assert 'class="banner verdict-error"' in run.html
+
+
+def test_harness_error_in_test_body_is_error_not_failure(run_checks) -> None:
+    run = run_checks(
+        """
+        import pytest
+        from harness.errors import HarnessError
+
+        @pytest.mark.requirement("ENC-ONE")
+        def test_one():
+            raise HarnessError("emulator API did not answer")
+        """
+    )
+
+    assert run.check("test_one")["status"] == "error"
+    assert run.results["verdict"] == "ERROR"
+
+
+def test_teardown_error_is_error(run_checks) -> None:
+    run = run_checks(
+        """
+        import pytest
+
+        @pytest.fixture
+        def namespace():
+            yield
+            raise RuntimeError("namespace gc-x1 still exists")
+
+        @pytest.mark.requirement("ENC-ONE")
+        def test_one(namespace):
+            pass
+        """
+    )
+
+    check = run.check("test_one")
+    assert check["status"] == "error"
+    assert check["message"] == "teardown: RuntimeError: namespace gc-x1 still exists"
+    assert run.results["verdict"] == "ERROR"
+
+
+def test_skips_and_not_claimed(run_checks) -> None:
+    run = run_checks(
+        """
+        import pytest
+
+        @pytest.fixture
+        def ipv6():
+            pytest.skip("not claimed: ipv6")
+
+        @pytest.mark.requirement("ENC-ONE", "ENC-TWO")
+        def test_musts():
+            pass
+
+        @pytest.mark.requirement("FLOW-V6")
+        def test_v6(ipv6):
+            pass
+
+        @pytest.mark.requirement("ENC-SOFT")
+        @pytest.mark.skip(reason="needs docker")
+        def test_soft():
+            pass
+        """
+    )
+
+    assert run.check("test_v6")["status"] == "not_claimed"
+    assert run.check("test_soft") | {"duration_s": 0} == {
+        "nodeid": "test_checks.py::test_soft",
+        "requirements": ["ENC-SOFT"],
+        "status": "skip",
+        "duration_s": 0,
+        "message": "needs docker",
+        "details": "",
+        "pcap": None,
+        "properties": {},
+    }
+    assert run.requirement("FLOW-V6")["status"] == "not_claimed"
+    assert run.requirement("ENC-SOFT")["status"] == "skip"
+    assert run.results["verdict"] == "CONFORMANT"
+    assert run.testcase("test_soft").find("skipped").get("message") == "needs docker"
+    assert "not claimed" in run.html
+
+
+def test_unmarked_test_is_harness_error(run_checks) -> None:
+    run = run_checks(
+        """
+        import pytest
+
+        @pytest.mark.requirement("ENC-ONE", "ENC-TWO", "ENC-SOFT")
+        def test_musts():
+            pass
+
+        def test_forgotten():
+            pass
+        """
+    )
+
+    assert run.results["errors"] == [
+        "check test_checks.py::test_forgotten has no requirement marker"
+    ]
+    assert run.results["verdict"] == "ERROR"
+    harness_cases = [c for c in run.junit.iter("testcase") if c.get("classname") == "harness"]
+    assert [c.find("error").get("message") for c in harness_cases] == run.results["errors"]
+    assert run.junit.find("testsuite").get("errors") == "1"
+    assert "<h2>Harness errors</h2>" in run.html
+    assert "has no requirement marker" in run.html
+
+
+def test_unknown_requirement_id_is_harness_error(run_checks) -> None:
+    run = run_checks(
+        """
+        import pytest
+
+        @pytest.mark.requirement("ENC-NOPE")
+        def test_typo():
+            pass
+        """
+    )
+
+    assert run.results["errors"] == [
+        "check test_checks.py::test_typo names requirement ENC-NOPE, which is not in the catalog"
+    ]
+    assert run.results["verdict"] == "ERROR"
+
+
+def test_requirement_not_run_is_skip(run_checks) -> None:
+    run = run_checks(ALL_PASS, "-k", "not test_two_and_soft")
+
+    for requirement_id in ("ENC-TWO", "ENC-SOFT"):
+        requirement = run.requirement(requirement_id)
+        assert (requirement["status"], requirement["message"]) == ("skip", "not run")
+        assert requirement["checks"] == []
+    assert run.results["verdict"] == "CONFORMANT"
+    assert run.results["summary"] == {"pass": 1, "fail": 0, "skip": 2, "not_claimed": 1, "error": 0}
+
+
+def test_no_check_ran_is_error(run_checks) -> None:
+    run = run_checks(ALL_PASS, "-k", "no_such_test")
+
+    assert run.results["checks"] == []
+    assert run.results["errors"] == ["no check ran"]
+    assert run.results["verdict"] == "ERROR"
+
+
+def test_recorded_pcap_and_details_are_reported(run_checks) -> None:
+    run = run_checks(
+        """
+        import pytest
+
+        @pytest.mark.requirement("ENC-ONE", "ENC-TWO", "ENC-SOFT")
+        def test_echo(record_property):
+            record_property("pcap", "pcaps/test_echo a1.pcap")
+            record_property("details", "offset 0x10: expected 01 observed 02")
+            record_property("target", "a1")
+            pytest.fail("cookie mismatch")
+        """
+    )
+
+    check = run.check("test_echo")
+    assert check["pcap"] == "pcaps/test_echo a1.pcap"
+    assert check["details"] == "cookie mismatch\n\noffset 0x10: expected 01 observed 02"
+    assert check["properties"] == {"target": "a1"}
+    assert check["message"] == "cookie mismatch"
+    assert '<a href="pcaps/test_echo%20a1.pcap">pcaps/test_echo a1.pcap</a>' in run.html
+    properties = run.testcase("test_echo").find("properties")
+    assert properties.find("property").attrib == {
+        "name": "pcap",
+        "value": "pcaps/test_echo a1.pcap",
+    }
+
+
+def test_add_error_makes_the_run_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_checks=textwrap.dedent(
+            """
+            import pytest
+
+            @pytest.mark.requirement("ENC-ONE", "ENC-TWO", "ENC-SOFT")
+            def test_one():
+                pass
+            """
+        )
+    )
+    plugin = ReportPlugin(CATALOG, INFO, pytester.path / "out")
+    plugin.add_error("appliance a1 never became healthy")
+    pytester.runpytest("-p", "no:cacheprovider", plugins=[plugin])
+
+    assert plugin.result.verdict is Verdict.ERROR
+    assert plugin.result.errors == ("appliance a1 never became healthy",)
+    assert "appliance a1 never became healthy" in (pytester.path / "out" / "index.html").read_text()
+
+
+def test_collection_error_is_harness_error(run_checks) -> None:
+    run = run_checks("import no_such_module_for_report_tests\n")
+
+    assert run.results["verdict"] == "ERROR"
+    assert run.results["errors"][0].startswith("collecting test_checks.py failed:")
+    assert "no_such_module_for_report_tests" in run.results["errors"][0]
+
+
+def test_marker_is_registered_for_strict_markers(run_checks) -> None:
+    run = run_checks(ALL_PASS, "--strict-markers")
+
+    assert run.results["verdict"] == "CONFORMANT"
+
+
+def test_everything_is_escaped(run_checks) -> None:
+    run = run_checks(
+        """
+        import pytest
+
+        @pytest.mark.requirement("ENC-ONE", "ENC-TWO", "ENC-SOFT")
+        def test_nasty():
+            pytest.fail("<script>alert('x')</script> & \\x00 raw")
+        """
+    )
+
+    assert "<script>" not in run.html
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp;" in run.html
+    failure = run.testcase("test_nasty").find("failure")
+    replaced_nul = "\N{REPLACEMENT CHARACTER}"
+    assert failure.get("message").startswith(f"<script>alert('x')</script> & {replaced_nul}")
+
+
+def test_result_is_unavailable_before_the_session_ends() -> None:
+    plugin = ReportPlugin(CATALOG, INFO, Path("unused"))
+
+    with pytest.raises(RuntimeError, match="end of the pytest session"):
+        plugin.result
+
+
+def _check(status: Status, requirement: str = "ENC-ONE") -> CheckResult:
+    return CheckResult(f"t.py::{status.value}", (requirement,), status, 0.1, status.value)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        ((Status.PASS, Status.ERROR, Status.FAIL), Status.ERROR),
+        ((Status.PASS, Status.FAIL, Status.SKIP), Status.FAIL),
+        ((Status.NOT_CLAIMED, Status.PASS), Status.PASS),
+        ((Status.SKIP, Status.NOT_CLAIMED), Status.NOT_CLAIMED),
+        ((Status.SKIP,), Status.SKIP),
+    ],
+)
+def test_requirement_status_precedence(statuses: tuple[Status, ...], expected: Status) -> None:
+    checks = [_check(status) for status in statuses] + [_check(Status.PASS, "ENC-TWO")]
+
+    result = build_result(CATALOG, INFO, checks)
+
+    assert result.requirements[0].status is expected
+
+
+@pytest.mark.parametrize(
+    ("checks", "verdict"),
+    [
+        ([_check(Status.PASS)], Verdict.CONFORMANT),
+        ([_check(Status.FAIL)], Verdict.NOT_CONFORMANT),
+        ([_check(Status.ERROR)], Verdict.ERROR),
+        ([_check(Status.PASS), _check(Status.ERROR, "ENC-SOFT")], Verdict.CONFORMANT),
+        ([_check(Status.PASS), _check(Status.FAIL, "ENC-SOFT")], Verdict.CONFORMANT),
+        ([_check(Status.FAIL), _check(Status.ERROR, "ENC-SOFT")], Verdict.NOT_CONFORMANT),
+        ([_check(Status.SKIP), _check(Status.NOT_CLAIMED, "FLOW-V6")], Verdict.ERROR),
+        ([], Verdict.ERROR),
+    ],
+)
+def test_verdict(checks: list[CheckResult], verdict: Verdict) -> None:
+    assert build_result(CATALOG, INFO, checks).verdict is verdict
+
+
+def test_exit_codes() -> None:
+    assert [v.exit_code for v in Verdict] == [0, 1, 2]
