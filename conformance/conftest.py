@@ -27,7 +27,7 @@ def hosts(testbed: Testbed) -> Hosts:
     endpoint = testbed.topology.endpoints[0]
     consumers, server = endpoint.consumers.hosts, endpoint.servers.hosts[0]
     checks.start_echo_servers(testbed, server)
-    checks.wait_for_tcp(testbed, consumers[0], server)
+    checks.wait_for_servers(testbed, server)
     return Hosts(
         client=consumers[0],
         client_address=testbed.host_address(consumers[0]),

@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.testbed import Testbed
 
 TCP_PORT = 5001
@@ -85,11 +86,13 @@ def expect_returned_both_ways(testbed: Testbed, flow: dict[str, Any], what: str)
         )
 
 
-def wait_for_tcp(testbed: Testbed, client: str, server: str, timeout_s: float = 5.0) -> None:
-    """Wait until the echo server answers through the appliance (servers start asynchronously)."""
+def wait_for_servers(testbed: Testbed, server: str, timeout_s: float = 5.0) -> None:
+    """Wait until the echo servers listen (checked inside the server node, not through the appliance)."""
+    node = testbed.node(server)
     deadline = time.monotonic() + timeout_s
-    while True:
-        result = tcp_exchange(testbed, client, server, 16)
-        if result["intact"] or time.monotonic() > deadline:
+    while time.monotonic() < deadline:
+        listening = node.cmd(f"ss -Hlntu 'sport = :{TCP_PORT} or sport = :{UDP_PORT}'")
+        if len(listening.strip().splitlines()) >= 2:
             return
-        time.sleep(0.2)
+        time.sleep(0.05)
+    raise HarnessError(f"the echo servers in {server} did not start within {timeout_s:g} s (logs in {testbed.logs})")

@@ -18,6 +18,7 @@ from types import FrameType
 import pytest
 
 from harness.catalog import default_catalog_path, load_catalog
+from harness.catalog_doc import render_markdown
 from harness.descriptor import Descriptor, load_descriptor
 from harness.errors import ConfigError, HarnessError
 from harness.report.model import RunInfo
@@ -83,7 +84,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def requirements(args: argparse.Namespace) -> int:
-    for requirement in load_catalog(default_catalog_path()):
+    catalog = load_catalog(default_catalog_path())
+    if args.markdown:
+        print(render_markdown(catalog), end="")
+        return 0
+    for requirement in catalog:
         print(f"{requirement.id:22} {requirement.level.value:6} {requirement.title}")
     return 0
 
@@ -101,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--strict", action="store_true", help="also require the GWLB's source port back")
     run_parser.add_argument("--quiet", action="store_true", help="less pytest output")
     run_parser.set_defaults(func=run)
-    sub.add_parser("requirements", help="list the requirement catalog").set_defaults(func=requirements)
+    requirements_parser = sub.add_parser("requirements", help="list the requirement catalog")
+    requirements_parser.add_argument("--markdown", action="store_true", help="print docs/requirements.md")
+    requirements_parser.set_defaults(func=requirements)
     return parser
 
 

@@ -82,19 +82,19 @@ def tcp_client(host: str, port: int, size: int, source_port: int, timeout: float
 def udp_client(host: str, port: int, size: int, count: int, timeout: float) -> dict[str, Any]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     _no_fragments(sock)
-    sock.settimeout(timeout)
     sock.connect((host, port))
     length = size - IPV4_UDP_OVERHEAD
     intact, damaged = set(), 0
     result: dict[str, Any] = {"inner_size": size, "sent": count, "local_port": sock.getsockname()[1]}
+    deadline = time.monotonic() + timeout
     for seq in range(count):
         try:
             sock.send(payload(seq, length))
         except OSError as error:
             result["error"] = f"{type(error).__name__}: {error}"
             break
-        deadline = time.monotonic() + timeout
-        while seq not in intact and time.monotonic() < deadline:
+        while seq not in intact and (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
             try:
                 data = sock.recv(65536)
             except (TimeoutError, ConnectionRefusedError):
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         client.add_argument("--host", required=True)
         client.add_argument("--port", type=int, required=True)
         client.add_argument("--size", type=int, required=True)
-        client.add_argument("--timeout", type=float, default=2.0)
+        client.add_argument("--timeout", type=float, default=2.0, help="seconds for the whole exchange")
     tcp.add_argument("--source-port", type=int, default=0)
     tcp.add_argument("--reset", action="store_true", help="close with RST (no TIME_WAIT)")
     udp.add_argument("--count", type=int, default=5)

@@ -52,6 +52,8 @@ FAULTS: dict[str, Fault] = {
         Fault("strip-options", Point.HEADER, _strip_options, "reply with all options removed and OptLen 0"),
         Fault("reverse-ports", Point.PORTS, lambda ports: (ports[1], ports[0]),
               "reply from port 6081 to the GWLB's source port"),
+        Fault("source-port-6081", Point.PORTS, lambda ports: (geneve.PORT, ports[1]),
+              "reply from port 6081 like a plain UDP-socket appliance, not from the GWLB's source port"),
         Fault("stale-cookie", Point.REFRESH, lambda _: False,
               "never refresh a cached header: echo a flow's first cookie forever"),
         Fault("flip-cookie", Point.HEADER, _flip_cookie, "xor the cookie value with 1"),
