@@ -41,7 +41,7 @@ class FlowKey:
         return cls(endpoint, protocol, *sorted((a, b)))
 
     def digest(self) -> int:
-        raw = bytes([self.endpoint & 0xFF, self.protocol]) + self.low[0] + self.high[0]
+        raw = self.endpoint.to_bytes(2, "big") + bytes([self.protocol]) + self.low[0] + self.high[0]
         return zlib.crc32(raw + self.low[1].to_bytes(2, "big") + self.high[1].to_bytes(2, "big"))
 
 
@@ -75,6 +75,7 @@ class Outcome(enum.Enum):
     EXISTING = "existing"
     NEW = "new"
     REJECTED_TCP = "rejected_tcp"
+    UNRELATED = "unrelated"
 
 
 @dataclass(frozen=True)
@@ -114,24 +115,29 @@ class FlowTable:
         key = FlowKey.of(endpoint, inner, self.stickiness)
         now = self._clock()
         flow = self._flows.get(key)
-        reused = flow is not None and flow.closed and inner.is_tcp_syn and self.stickiness is Stickiness.FIVE_TUPLE
+        reused = flow is not None and flow.closed and inner.is_tcp_syn and not inner.icmp_error and self.stickiness is Stickiness.FIVE_TUPLE
         if flow is not None and (reused or self._expired(flow, now)):
             self._retire(flow)
             flow = None
         outcome = Outcome.EXISTING
         if flow is None:
+            if inner.icmp_error:
+                return Outcome.UNRELATED, None
             if inner.protocol == PROTO_TCP and not inner.is_tcp_syn:
                 return Outcome.REJECTED_TCP, None
             flow = self._create(key, choose_target(key), inner.src, now)
             outcome = Outcome.NEW
         flow.last_seen = now
         flow.packets[flow.direction(inner.src)] += 1
-        if inner.protocol == PROTO_TCP:
+        if inner.protocol == PROTO_TCP and not inner.icmp_error:
             if inner.tcp_flags & TCP_RST:
                 flow.reset = True
             if inner.tcp_flags & TCP_FIN:
                 flow.fins.add(inner.src)
         return outcome, flow
+
+    def get(self, key: FlowKey) -> Flow | None:
+        return self._flows.get(key)
 
     def by_cookie(self, cookie: int) -> Flow | None:
         flow = self._cookies.get(cookie)

@@ -40,14 +40,53 @@ class InnerFlow:
     dport: int
     tcp_flags: int
     fragment: bool
+    icmp_error: bool = False
 
     @property
     def is_tcp_syn(self) -> bool:
         return self.protocol == PROTO_TCP and self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
 
 
+_ICMP_ERRORS = {4: (PROTO_ICMP, frozenset({3, 11, 12})), 6: (PROTO_ICMPV6, frozenset({1, 2, 3, 4}))}
+
+
 def parse_inner(packet: bytes) -> InnerFlow:
-    """Flow identity of a bare IPv4 or IPv6 packet; raises PacketError if it is not one."""
+    """Flow identity of a bare IPv4 or IPv6 packet; raises PacketError if it is not one.
+
+    An ICMP error takes the identity of the packet it quotes, seen in the error's direction, so
+    it travels in that flow's tunnel as AWS does (`icmp_error` is then set).
+    """
+    flow = _parse_ip(packet)
+    error_protocol, error_types = _ICMP_ERRORS[flow.version]
+    offset = len(packet) - flow.payload_length
+    if flow.protocol == error_protocol and not flow.fragment and len(packet) > offset and packet[offset] in error_types:
+        try:
+            quoted = _parse_ip(packet[offset + 8 :]).flow
+        except PacketError:
+            return flow.flow
+        return InnerFlow(quoted.version, quoted.protocol, quoted.dst, quoted.src, quoted.dport, quoted.sport, 0, False, True)
+    return flow.flow
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    flow: InnerFlow
+    payload_length: int
+
+    @property
+    def version(self) -> int:
+        return self.flow.version
+
+    @property
+    def protocol(self) -> int:
+        return self.flow.protocol
+
+    @property
+    def fragment(self) -> bool:
+        return self.flow.fragment
+
+
+def _parse_ip(packet: bytes) -> _Parsed:
     if not packet:
         raise PacketError("empty packet")
     version = packet[0] >> 4
@@ -55,6 +94,8 @@ def parse_inner(packet: bytes) -> InnerFlow:
         if len(packet) < 20:
             raise PacketError(f"IPv4 header needs 20 bytes, packet has {len(packet)}")
         ihl = (packet[0] & 0x0F) * 4
+        if ihl < 20 or ihl > len(packet):
+            raise PacketError(f"IPv4 header length {ihl} is invalid for a {len(packet)}-byte packet")
         flags_frag = struct.unpack_from("!H", packet, 6)[0]
         fragment = bool(flags_frag & 0x2000) or bool(flags_frag & 0x1FFF)
         protocol = packet[9]
@@ -75,7 +116,8 @@ def parse_inner(packet: bytes) -> InnerFlow:
         sport, dport = struct.unpack_from("!HH", packet, offset)
         if protocol == PROTO_TCP and len(packet) >= offset + 14:
             flags = packet[offset + 13]
-    return InnerFlow(version, protocol, bytes(src), bytes(dst), sport, dport, flags, fragment)
+    flow = InnerFlow(version, protocol, bytes(src), bytes(dst), sport, dport, flags, fragment)
+    return _Parsed(flow, len(packet) - offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +135,8 @@ def parse_ipv4_udp(packet: bytes) -> UdpDatagram:
     if len(packet) < 28 or packet[0] >> 4 != 4 or packet[9] != PROTO_UDP:
         raise PacketError("not an IPv4/UDP packet")
     ihl = (packet[0] & 0x0F) * 4
+    if ihl < 20 or len(packet) < ihl + 8:
+        raise PacketError(f"IPv4 header length {ihl} leaves no room for UDP in {len(packet)} bytes")
     sport, dport, length = struct.unpack_from("!HHH", packet, ihl)
     end = min(len(packet), ihl + max(length, 8))
     return UdpDatagram(packet[12:16], packet[16:20], sport, dport, packet[ihl + 8 : end])

@@ -378,3 +378,16 @@ def test_tcp_key_protocol_drives_timeout_in_three_tuple(make_table: Callable[...
     assert flow is not None and flow.key.protocol == PROTO_TCP
     clock.advance(200)
     assert table.by_cookie(flow.cookie) is flow
+
+
+@pytest.mark.parametrize("stickiness", [Stickiness.THREE_TUPLE, Stickiness.TWO_TUPLE])
+def test_coarse_flow_keeps_cookie_when_one_connection_closes(make_table: Callable[..., FlowTable],
+                                                             stickiness: Stickiness) -> None:
+    table, chooser = make_table(stickiness), Chooser()
+    _, flow = table.classify(0, tcp(sport=1, flags="S"), chooser)
+    table.classify(0, tcp(sport=1, flags="FA"), chooser)
+    table.classify(0, reverse(tcp(sport=1, flags="FA")), chooser)
+    assert flow is not None and flow.closed
+    outcome, same = table.classify(0, tcp(sport=2, flags="S"), chooser)
+    assert outcome is Outcome.EXISTING and same is flow
+    assert not table.is_retired(flow.cookie)

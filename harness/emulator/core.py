@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 
 from harness import geneve
 from harness.flows import Flow, FlowKey, FlowTable, Outcome, Timeouts
-from harness.inet import PacketError, parse_inner
+from harness.inet import InnerFlow, PacketError, parse_inner
 from harness.topology import Stickiness
 
 MAX_INNER = 8500
 _REJECT_LOG_SIZE = 256
+_AWS_OPTIONS = {(geneve.AWS_OPTION_CLASS, t) for t in (geneve.AWS_ENI_TYPE, geneve.AWS_ATTACHMENT_TYPE, geneve.AWS_COOKIE_TYPE)}
 
 
 class DropReason(enum.Enum):
@@ -30,10 +31,12 @@ class DropReason(enum.Enum):
     FRAGMENT = "fragment"
     NOT_IP = "not_ip"
     REJECTED_TCP = "rejected_tcp"
+    ICMP_NO_FLOW = "icmp_no_flow"
     DST_PORT = "dst_port"
     UNKNOWN_SOURCE = "unknown_source"
     MALFORMED = "malformed"
     MISSING_OPTIONS = "missing_options"
+    CRITICAL_OPTION = "critical_option"
     UNKNOWN_COOKIE = "unknown_cookie"
     STALE_COOKIE = "stale_cookie"
     ENI_MISMATCH = "eni_mismatch"
@@ -101,6 +104,15 @@ class Mismatch:
     count: int = 0
 
 
+@dataclass(frozen=True)
+class Mixup:
+    """A returned packet of flow `observed` that carried the cookie of flow `expected`."""
+
+    cookie: int
+    expected: str
+    observed: str
+
+
 @dataclass
 class Metrics:
     new_flows: int = 0
@@ -108,6 +120,7 @@ class Metrics:
     processed_bytes: int = 0
     rejected_flows_tcp: int = 0
     source_port_changed: int = 0
+    mixups: int = 0
     drops: Counter[DropReason] = field(default_factory=Counter)
 
 
@@ -131,6 +144,7 @@ class Gwlb:
         self.metrics = Metrics()
         self.rejects: deque[Reject] = deque(maxlen=_REJECT_LOG_SIZE)
         self.mismatches: dict[int, Mismatch] = {}
+        self.mixup_samples: list[Mixup] = []
         self._clock = clock
         self._rng = rng or random.SystemRandom()
         self._by_address = {t.packed: i for i, t in enumerate(targets)}
@@ -146,6 +160,8 @@ class Gwlb:
             return self._drop(DropReason.FRAGMENT, self.endpoints[endpoint].name, "IP fragment")
         with self.lock:
             outcome, flow = self.flows.classify(endpoint, flow_id, self._choose_target)
+            if outcome is Outcome.UNRELATED:
+                return self._drop(DropReason.ICMP_NO_FLOW, self.endpoints[endpoint].name, "ICMP error about no known flow")
             if outcome is Outcome.REJECTED_TCP or flow is None:
                 self.metrics.rejected_flows_tcp += 1
                 return self._drop(DropReason.REJECTED_TCP, self.endpoints[endpoint].name, "non-SYN TCP of an unknown flow")
@@ -170,6 +186,10 @@ class Gwlb:
             header, raw, inner = geneve.split(payload)
         except geneve.GeneveError as error:
             return self._drop(DropReason.MALFORMED, origin, str(error), payload[:64])
+        unknown = [o for o in header.options if o.critical and (o.opt_class, o.opt_type & 0x7F) not in _AWS_OPTIONS]
+        if unknown:
+            option = unknown[0]
+            return self._drop(DropReason.CRITICAL_OPTION, origin, f"unknown critical option class {option.opt_class:#06x} type {option.opt_type:#04x}", raw)
         try:
             meta = geneve.AwsMetadata.from_header(header)
         except geneve.GeneveError as error:
@@ -188,16 +208,21 @@ class Gwlb:
                 return self._drop(DropReason.WRONG_TARGET, origin, f"flow belongs to {self.targets[flow.target].name}", raw)
             if self.settings.strict and source_port != flow.source_port:
                 return self._drop(DropReason.SOURCE_PORT, origin, f"source port {source_port}, sent from {flow.source_port}", raw)
-            if source_port != flow.source_port:
-                self.metrics.source_port_changed += 1
             if not inner:
                 return self._drop(DropReason.EMPTY, origin, "no inner packet", raw)
             if len(inner) > MAX_INNER:
                 return self._drop(DropReason.OVERSIZE, origin, f"{len(inner)} bytes", raw)
+            if source_port != flow.source_port:
+                self.metrics.source_port_changed += 1
             if raw != flow.header:
                 self._record_mismatch(flow, raw)
             self.flows.touch(flow)
-            flow.returned[flow.direction(inner[12:16] if inner[0] >> 4 == 4 else inner[8:24])] += 1
+            try:
+                returned = parse_inner(inner)
+            except PacketError as error:
+                return self._drop(DropReason.NOT_IP, origin, str(error), raw)
+            self._check_mixup(flow, returned)
+            flow.returned[flow.direction(returned.src)] += 1
             self.metrics.processed_packets += 1
             self.metrics.processed_bytes += len(inner)
             return Delivery(flow.key.endpoint, inner)
@@ -214,6 +239,17 @@ class Gwlb:
             return self._rng.choice(in_scope or list(range(len(self.targets))))
         return candidates[key.digest() % len(candidates)]
 
+    def _check_mixup(self, flow: Flow, returned: InnerFlow) -> None:
+        """Count a packet that came back under another live flow's cookie (a cookie mix-up).
+
+        A modified inner packet (NAT) that matches no other flow is not a mix-up.
+        """
+        key = FlowKey.of(flow.key.endpoint, returned, self.settings.stickiness)
+        if key != flow.key and self.flows.get(key) is not None:
+            self.metrics.mixups += 1
+            if len(self.mixup_samples) < _REJECT_LOG_SIZE:
+                self.mixup_samples.append(Mixup(flow.cookie, _describe(flow.key), _describe(key)))
+
     def _record_mismatch(self, flow: Flow, raw: bytes) -> None:
         entry = self.mismatches.setdefault(flow.cookie, Mismatch(flow.header.hex(), raw.hex()))
         entry.count += 1
@@ -222,3 +258,11 @@ class Gwlb:
         self.metrics.drops[reason] += 1
         self.rejects.append(Reject(self._clock(), reason, source, detail, header.hex()))
         return reason
+
+
+def _describe(key: FlowKey) -> str:
+    def end(address: bytes, port: int) -> str:
+        text = str(ipaddress.ip_address(address))
+        return f"{text}:{port}" if port else text
+
+    return f"proto {key.protocol} {end(*key.low)} <-> {end(*key.high)}"

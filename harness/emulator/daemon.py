@@ -135,6 +135,7 @@ class Daemon:
             "/targets": self._targets,
             "/rejects": self._rejects,
             "/mismatches": self._mismatches,
+            "/mixups": self._mixups,
         }
 
     def _flows(self) -> list[dict[str, Any]]:
@@ -169,6 +170,7 @@ class Daemon:
                 "HealthyHostCount": len(self.gwlb.healthy),
                 "UnHealthyHostCount": len(self.gwlb.targets) - len(self.gwlb.healthy),
                 "source_port_changed": m.source_port_changed,
+                "mixups": m.mixups,
                 "drops": {reason.value: count for reason, count in m.drops.items()},
             }
 
@@ -198,6 +200,11 @@ class Daemon:
                 str(cookie): {"expected": m.expected, "observed": m.observed, "count": m.count}
                 for cookie, m in self.gwlb.mismatches.items()
             }
+
+
+    def _mixups(self) -> list[dict[str, Any]]:
+        with self.gwlb.lock:
+            return [{"cookie": m.cookie, "expected": m.expected, "observed": m.observed} for m in self.gwlb.mixup_samples]
 
 
 def main(argv: list[str] | None = None) -> int:

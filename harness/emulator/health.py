@@ -122,10 +122,10 @@ class HealthChecker:
                     self._change(index, TargetState.HEALTHY, None)
             else:
                 health.successes, health.failures = 0, health.failures + 1
-                if health.state is TargetState.HEALTHY and health.failures >= self.settings.unhealthy_threshold:
+                if health.state is not TargetState.UNHEALTHY and health.failures >= self.settings.unhealthy_threshold:
                     self._change(index, TargetState.UNHEALTHY, reason)
-                elif health.state is not TargetState.HEALTHY:
-                    health.reason = Reason.INITIAL if health.state is TargetState.INITIAL else reason
+                elif health.state is TargetState.UNHEALTHY:
+                    health.reason = reason
 
     def _change(self, index: int, state: TargetState, reason: Reason | None) -> None:
         health = self.health[index]

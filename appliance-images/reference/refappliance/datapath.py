@@ -120,7 +120,7 @@ class Datapath:
                 if flags & socket.MSG_TRUNC:
                     raise PacketDropped(Drop.TRUNCATED, "datagram larger than the receive buffer")
                 packet = geneve.parse(data)
-                key = flow_key(packet.eni, packet.payload)
+                key = self.faults.apply(Point.FLOW_KEY, flow_key(packet.eni, packet.payload))
                 inner = self.faults.apply(Point.INGRESS, packet.payload)
                 if inner is None:
                     raise PacketDropped(Drop.FAULT, "ingress")
@@ -147,7 +147,7 @@ class Datapath:
                 self._drop(drop.reason, f"from {tunnel.egress}: {drop}")
 
     def _reply(self, tunnel: TunPair, inner: bytes) -> None:
-        key = flow_key(tunnel.eni, inner)
+        key = self.faults.apply(Point.FLOW_KEY, flow_key(tunnel.eni, inner))
         entry = self.flows.get(key)
         if entry is None:
             raise PacketDropped(Drop.NO_FLOW, key)

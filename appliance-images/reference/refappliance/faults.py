@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any
 
 from . import geneve
+from .flows import FlowKey
 
 JUMBO = 1500
 
@@ -24,6 +25,7 @@ class Point(Enum):
     PORTS = "(source, destination) UDP ports of the reply"
     EGRESS = "complete outer packet about to be sent (None drops it)"
     HEALTH = "HTTP status of the health endpoint"
+    FLOW_KEY = "the flow-cache key computed for a packet (both directions)"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,13 @@ def _flip_cookie(header: bytes) -> bytes:
     return bytes(flipped)
 
 
+def _is_icmp_error(inner: bytes) -> bool:
+    version = inner[0] >> 4
+    if version == 4:
+        return inner[9] == 1 and inner[(inner[0] & 0x0F) * 4] in (3, 11, 12)
+    return version == 6 and inner[6] == 58 and inner[40] in (1, 2, 3, 4)
+
+
 FAULTS: dict[str, Fault] = {
     fault.name: fault
     for fault in (
@@ -59,6 +68,13 @@ FAULTS: dict[str, Fault] = {
         Fault("flip-cookie", Point.HEADER, _flip_cookie, "xor the cookie value with 1"),
         Fault("truncate-jumbo", Point.INGRESS, lambda inner: None if len(inner) > JUMBO else inner,
               f"drop inner packets larger than {JUMBO} bytes"),
+        Fault("key-by-host-pair", Point.FLOW_KEY,
+              lambda key: FlowKey(key.eni, 0, (key.low[0], 0), (key.high[0], 0)),
+              "cache flows by address pair only, so concurrent flows between two hosts share one header"),
+        Fault("ignore-eni", Point.FLOW_KEY, lambda key: key._replace(eni=0),
+              "cache flows without their endpoint, so overlapping flows of two endpoints share one header"),
+        Fault("drop-icmp-errors", Point.INGRESS, lambda inner: None if _is_icmp_error(inner) else inner,
+              "drop ICMP error messages (destination unreachable, time exceeded, packet too big)"),
         Fault("health-503", Point.HEALTH, lambda _: 503, "health endpoint always answers 503"),
         Fault("dead-dataplane", Point.EGRESS, lambda _: None, "health stays 200 but no packet is ever returned"),
     )
