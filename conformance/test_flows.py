@@ -52,3 +52,26 @@ def test_reused_five_tuple_gets_new_cookie(testbed, hosts):
     stale = testbed.control.get("/metrics")["drops"].get("stale_cookie", 0)
     if stale:
         raise CheckFailed(f"{stale} returned packets carried a retired cookie\n{checks.emulator_account(testbed)}")
+
+
+@pytest.mark.requirement("FLOW-CONCURRENT")
+def test_a_thousand_concurrent_flows_keep_their_cookies(testbed, hosts):
+    result = checks.udp_many(testbed, hosts.client, hosts.server, flows=1000, rounds=2)
+    mixups = testbed.control.get("/metrics")["mixups"]
+    if mixups:
+        samples = "\n".join(f"  cookie {m['cookie']:#010x} of {m['expected']} came back on {m['observed']}"
+                            for m in testbed.control.get("/mixups")[:5])
+        raise CheckFailed(f"{mixups} returned packets carried another flow's cookie:\n{samples}")
+    if result["complete_flows"] != result["flows"]:
+        raise CheckFailed(f"expected all 1000 flows to echo twice, got {result}\n{checks.emulator_account(testbed)}")
+
+
+@pytest.mark.requirement("FLOW-ICMP-ERROR")
+def test_icmp_error_returns_in_its_flow(testbed, hosts):
+    result = checks.udp_exchange(testbed, hosts.client, hosts.server, inner_size=128, count=1, port=checks.CLOSED_PORT, timeout_s=1.5)
+    if not result.get("refused"):
+        flows = checks.flows_of(testbed, checks.PROTO_UDP, hosts.client_address, result["local_port"])
+        raise CheckFailed(
+            f"expected the server's ICMP port unreachable to reach the client through the flow's tunnel; "
+            f"the client saw {result}; flow: {flows[0] if flows else 'none'}\n{checks.emulator_account(testbed)}"
+        )

@@ -15,6 +15,7 @@ from harness.testbed import Testbed
 
 TCP_PORT = 5001
 UDP_PORT = 5002
+CLOSED_PORT = 5009
 PROTO_ICMP, PROTO_TCP, PROTO_UDP = 1, 6, 17
 
 
@@ -42,9 +43,16 @@ def tcp_exchange(testbed: Testbed, client: str, server: str, size: int, source_p
     return traffic(testbed, client, *args)
 
 
-def udp_exchange(testbed: Testbed, client: str, server: str, inner_size: int, count: int) -> dict[str, Any]:
-    return traffic(testbed, client, "udp-client", "--host", testbed.host_address(server), "--port", str(UDP_PORT),
-                   "--size", str(inner_size), "--count", str(count))
+def udp_exchange(
+    testbed: Testbed, client: str, server: str, inner_size: int, count: int, port: int = UDP_PORT, timeout_s: float = 2.0
+) -> dict[str, Any]:
+    return traffic(testbed, client, "udp-client", "--host", testbed.host_address(server), "--port", str(port),
+                   "--size", str(inner_size), "--count", str(count), "--timeout", str(timeout_s))
+
+
+def udp_many(testbed: Testbed, client: str, server: str, flows: int, rounds: int) -> dict[str, Any]:
+    return traffic(testbed, client, "udp-many", "--host", testbed.host_address(server), "--port", str(UDP_PORT),
+                   "--flows", str(flows), "--rounds", str(rounds), timeout_s=60)
 
 
 def ping(testbed: Testbed, client: str, server: str, count: int = 3, inner_size: int = 84) -> tuple[int, str]:

@@ -42,6 +42,7 @@ from harness.topology import Topology
 log = logging.getLogger("gwlb.testbed")
 
 STEERING_TABLE = 100
+TUN_QUEUE = 10000
 GWLB_NODE = "gwlb"
 
 
@@ -188,7 +189,7 @@ class Testbed:
             commands = [
                 "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0",
                 f"ip tuntap add dev {endpoint.name}-tun mode tun",
-                f"ip link set dev {endpoint.name}-tun mtu {mtu} up",
+                f"ip link set dev {endpoint.name}-tun mtu {mtu} txqueuelen {TUN_QUEUE} up",
                 f"ip route add default dev {endpoint.name}-tun table {STEERING_TABLE}",
             ]
             for subnet, intfs in (

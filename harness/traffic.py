@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import selectors
 import socket
 import sys
 import threading
@@ -17,6 +18,11 @@ from typing import Any
 
 IP_MTU_DISCOVER = 10
 IP_PMTUDISC_DO = 2
+IP_PMTUDISC_PROBE = 3
+ROUTE_MTU = 8500
+WINDOW = 50
+SO_RCVBUFFORCE = 33
+SERVER_BUFFER = 8 * 1024 * 1024
 IPV4_UDP_OVERHEAD = 28
 
 
@@ -25,8 +31,9 @@ def payload(seq: int, size: int) -> bytes:
     return (stamp * (size // len(stamp) + 1))[:size]
 
 
-def _no_fragments(sock: socket.socket) -> None:
-    sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+def _no_fragments(sock: socket.socket, beyond_route_mtu: bool = False) -> None:
+    """DF on every datagram; `beyond_route_mtu` lets it exceed the hosts' 8500-byte route MTU."""
+    sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE if beyond_route_mtu else IP_PMTUDISC_DO)
 
 
 def tcp_server(port: int) -> None:
@@ -45,6 +52,7 @@ def tcp_server(port: int) -> None:
 def udp_server(port: int) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     _no_fragments(sock)
+    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, SERVER_BUFFER)
     sock.bind(("0.0.0.0", port))
     while True:
         data, peer = sock.recvfrom(65536)
@@ -81,7 +89,7 @@ def tcp_client(host: str, port: int, size: int, source_port: int, timeout: float
 
 def udp_client(host: str, port: int, size: int, count: int, timeout: float) -> dict[str, Any]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    _no_fragments(sock)
+    _no_fragments(sock, beyond_route_mtu=size > ROUTE_MTU)
     sock.connect((host, port))
     length = size - IPV4_UDP_OVERHEAD
     intact, damaged = set(), 0
@@ -97,7 +105,10 @@ def udp_client(host: str, port: int, size: int, count: int, timeout: float) -> d
             sock.settimeout(left)
             try:
                 data = sock.recv(65536)
-            except (TimeoutError, ConnectionRefusedError):
+            except TimeoutError:
+                break
+            except ConnectionRefusedError:
+                result["refused"] = True
                 break
             got = int(data[:8]) if data[:8].isdigit() else -1
             if got >= 0 and data == payload(got, length):
@@ -106,6 +117,58 @@ def udp_client(host: str, port: int, size: int, count: int, timeout: float) -> d
                 damaged += 1
     result.update(received_intact=len(intact), damaged=damaged)
     return result
+
+
+def udp_many(host: str, port: int, flows: int, rounds: int, timeout: float) -> dict[str, Any]:
+    """`flows` concurrent UDP flows (one socket each), `rounds` echoes per flow.
+
+    All flows stay open throughout; packets go out in windows of WINDOW so that the check
+    measures concurrency, not how deep the appliance's queues are.
+    """
+    sockets = []
+    for _ in range(flows):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.connect((host, port))
+        sockets.append(sock)
+    selector = selectors.DefaultSelector()
+    for index, sock in enumerate(sockets):
+        selector.register(sock, selectors.EVENT_READ, index)
+    intact = [0] * flows
+    damaged = 0
+    for round_ in range(rounds):
+        deadline = time.monotonic() + timeout
+        for start in range(0, flows, WINDOW):
+            window = range(start, min(start + WINDOW, flows))
+            for index in window:
+                sockets[index].send(payload(index * rounds + round_, 64))
+            while any(intact[i] <= round_ for i in window) and (left := deadline - time.monotonic()) > 0:
+                damaged += _collect(selector, intact, rounds, round_, left)
+    for sock in sockets:
+        sock.close()
+    return {
+        "flows": flows,
+        "rounds": rounds,
+        "complete_flows": sum(1 for n in intact if n == rounds),
+        "echoes_intact": sum(intact),
+        "damaged": damaged,
+    }
+
+
+def _collect(selector: selectors.BaseSelector, intact: list[int], rounds: int, round_: int, timeout: float) -> int:
+    """Read the echoes that are ready; returns how many were damaged."""
+    damaged = 0
+    for key, _ in selector.select(timeout):
+        index = key.data
+        try:
+            data = key.fileobj.recv(65536)
+        except OSError:
+            continue
+        if data == payload(index * rounds + round_, 64):
+            intact[index] += 1
+        else:
+            damaged += 1
+    return damaged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     tcp.add_argument("--source-port", type=int, default=0)
     tcp.add_argument("--reset", action="store_true", help="close with RST (no TIME_WAIT)")
     udp.add_argument("--count", type=int, default=5)
+    many = sub.add_parser("udp-many")
+    many.add_argument("--host", required=True)
+    many.add_argument("--port", type=int, required=True)
+    many.add_argument("--flows", type=int, default=1000)
+    many.add_argument("--rounds", type=int, default=2)
+    many.add_argument("--timeout", type=float, default=5.0, help="seconds per round")
     args = parser.parse_args(argv)
     if args.command == "tcp-server":
         tcp_server(args.port)
@@ -130,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         udp_server(args.port)
     elif args.command == "tcp-client":
         print(json.dumps(tcp_client(args.host, args.port, args.size, args.source_port, args.timeout, args.reset)))
+    elif args.command == "udp-many":
+        print(json.dumps(udp_many(args.host, args.port, args.flows, args.rounds, args.timeout)))
     else:
         print(json.dumps(udp_client(args.host, args.port, args.size, args.count, args.timeout)))
     return 0
