@@ -79,15 +79,8 @@ def test_shipped_catalog_loads() -> None:
 
     repo = Path(__file__).resolve().parents[1]
     assert default_catalog_path() == repo / "conformance" / "requirements.yaml"
-    assert catalog.ids == (
-        "ENC-HDR-ECHO",
-        "ENC-DST-PORT",
-        "ENC-SRC-PORT",
-        "FLOW-TCP-SYMMETRIC",
-        "FLOW-ICMP",
-        "FLOW-COOKIE-REUSE",
-        "MTU-JUMBO-8500",
-    )
+    assert len(catalog.ids) == len(set(catalog.ids)) >= 10
+    assert {"ENC-HDR-ECHO", "ENC-DST-PORT", "FLOW-TCP-SYMMETRIC", "MTU-JUMBO-8500"} <= set(catalog.ids)
     assert catalog.get("ENC-SRC-PORT").level is Level.SHOULD
     assert catalog.get("MTU-JUMBO-8500").level is Level.MUST
     assert all(r.needs is None for r in catalog)
