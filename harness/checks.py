@@ -44,10 +44,24 @@ def tcp_exchange(testbed: Testbed, client: str, server: str, size: int, source_p
 
 
 def udp_exchange(
-    testbed: Testbed, client: str, server: str, inner_size: int, count: int, port: int = UDP_PORT, timeout_s: float = 2.0
+    testbed: Testbed,
+    client: str,
+    server: str,
+    inner_size: int,
+    count: int,
+    port: int = UDP_PORT,
+    timeout_s: float = 2.0,
+    source_port: int = 0,
+    tag: str = "",
+    start_at: float = 0.0,
 ) -> dict[str, Any]:
-    return traffic(testbed, client, "udp-client", "--host", testbed.host_address(server), "--port", str(port),
-                   "--size", str(inner_size), "--count", str(count), "--timeout", str(timeout_s))
+    args = ["udp-client", "--host", testbed.host_address(server), "--port", str(port), "--size", str(inner_size),
+            "--count", str(count), "--timeout", str(timeout_s), "--source-port", str(source_port)]
+    if tag:
+        args += ["--tag", tag]
+    if start_at:
+        args += ["--start-at", str(start_at)]
+    return traffic(testbed, client, *args)
 
 
 def udp_many(testbed: Testbed, client: str, server: str, flows: int, rounds: int) -> dict[str, Any]:

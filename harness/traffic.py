@@ -24,20 +24,41 @@ WINDOW = 50
 SO_RCVBUFFORCE = 33
 SERVER_BUFFER = 8 * 1024 * 1024
 IPV4_UDP_OVERHEAD = 28
+IPV6_UDP_OVERHEAD = 48
+IPV6_MTU_DISCOVER = 23
+IPV6_PMTUDISC_DO = 2
+IPV6_PMTUDISC_PROBE = 3
 
 
-def payload(seq: int, size: int) -> bytes:
-    stamp = f"{seq:08d}".encode()
+def payload(seq: int, size: int, tag: str = "") -> bytes:
+    stamp = f"{tag}{seq:08d}".encode()
     return (stamp * (size // len(stamp) + 1))[:size]
+
+
+def _sequence(data: bytes, tag: str) -> int:
+    """The sequence number a payload carries, or -1 when it is not one of ours with this tag."""
+    prefix, digits = data[: len(tag)], data[len(tag) : len(tag) + 8]
+    return int(digits) if prefix == tag.encode() and digits.isdigit() else -1
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _overhead(host: str) -> int:
+    return IPV6_UDP_OVERHEAD if ":" in host else IPV4_UDP_OVERHEAD
 
 
 def _no_fragments(sock: socket.socket, beyond_route_mtu: bool = False) -> None:
     """DF on every datagram; `beyond_route_mtu` lets it exceed the hosts' 8500-byte route MTU."""
-    sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE if beyond_route_mtu else IP_PMTUDISC_DO)
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_PROBE if beyond_route_mtu else IPV6_PMTUDISC_DO)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE if beyond_route_mtu else IP_PMTUDISC_DO)
 
 
 def tcp_server(port: int) -> None:
-    listener = socket.create_server(("0.0.0.0", port), reuse_port=True)
+    listener = socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True, reuse_port=True)
 
     def echo(conn: socket.socket) -> None:
         with conn:
@@ -50,10 +71,12 @@ def tcp_server(port: int) -> None:
 
 
 def udp_server(port: int) -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     _no_fragments(sock)
+    sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
     sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, SERVER_BUFFER)
-    sock.bind(("0.0.0.0", port))
+    sock.bind(("::", port))
     while True:
         data, peer = sock.recvfrom(65536)
         sock.sendto(data, peer)
@@ -61,12 +84,12 @@ def udp_server(port: int) -> None:
 
 def tcp_client(host: str, port: int, size: int, source_port: int, timeout: float, reset: bool) -> dict[str, Any]:
     data = payload(0, size)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(_family(host), socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.settimeout(timeout)
     result: dict[str, Any] = {"sent": size, "received": 0, "intact": False}
     try:
-        sock.bind(("0.0.0.0", source_port))
+        sock.bind(("::" if ":" in host else "0.0.0.0", source_port))
         sock.connect((host, port))
         result["local_port"] = sock.getsockname()[1]
         sock.sendall(data)
@@ -87,17 +110,22 @@ def tcp_client(host: str, port: int, size: int, source_port: int, timeout: float
     return result
 
 
-def udp_client(host: str, port: int, size: int, count: int, timeout: float) -> dict[str, Any]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def udp_client(
+    host: str, port: int, size: int, count: int, timeout: float, source_port: int = 0, tag: str = "", start_at: float = 0.0
+) -> dict[str, Any]:
+    sock = socket.socket(_family(host), socket.SOCK_DGRAM)
     _no_fragments(sock, beyond_route_mtu=size > ROUTE_MTU)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("::" if ":" in host else "0.0.0.0", source_port))
     sock.connect((host, port))
-    length = size - IPV4_UDP_OVERHEAD
+    length = size - _overhead(host)
     intact, damaged = set(), 0
     result: dict[str, Any] = {"inner_size": size, "sent": count, "local_port": sock.getsockname()[1]}
+    time.sleep(max(0.0, start_at - time.time()))
     deadline = time.monotonic() + timeout
     for seq in range(count):
         try:
-            sock.send(payload(seq, length))
+            sock.send(payload(seq, length, tag))
         except OSError as error:
             result["error"] = f"{type(error).__name__}: {error}"
             break
@@ -110,11 +138,12 @@ def udp_client(host: str, port: int, size: int, count: int, timeout: float) -> d
             except ConnectionRefusedError:
                 result["refused"] = True
                 break
-            got = int(data[:8]) if data[:8].isdigit() else -1
-            if got >= 0 and data == payload(got, length):
+            got = _sequence(data, tag)
+            if got >= 0 and data == payload(got, length, tag):
                 intact.add(got)
             else:
                 damaged += 1
+    sock.close()
     result.update(received_intact=len(intact), damaged=damaged)
     return result
 
@@ -186,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     tcp.add_argument("--source-port", type=int, default=0)
     tcp.add_argument("--reset", action="store_true", help="close with RST (no TIME_WAIT)")
     udp.add_argument("--count", type=int, default=5)
+    udp.add_argument("--source-port", type=int, default=0)
+    udp.add_argument("--tag", default="", help="prefix of every payload, to tell senders apart")
+    udp.add_argument("--start-at", type=float, default=0.0, help="wall-clock time to start at, to run senders together")
     many = sub.add_parser("udp-many")
     many.add_argument("--host", required=True)
     many.add_argument("--port", type=int, required=True)
@@ -202,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "udp-many":
         print(json.dumps(udp_many(args.host, args.port, args.flows, args.rounds, args.timeout)))
     else:
-        print(json.dumps(udp_client(args.host, args.port, args.size, args.count, args.timeout)))
+        print(json.dumps(udp_client(args.host, args.port, args.size, args.count, args.timeout, args.source_port, args.tag, args.start_at)))
     return 0
 
 

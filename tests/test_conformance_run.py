@@ -77,7 +77,8 @@ def test_reference_appliance_is_conformant(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fault", sorted(EXPECTATIONS))
 def test_faulty_appliance_fails_for_the_right_reason(tmp_path: Path, fault: str) -> None:
     expected = EXPECTATIONS[fault]
-    done, results, _ = _run(tmp_path, "--appliance", str(FAULTY / fault / "appliance.yaml"))
+    topology = ["--topology", str(REPO / expected["topology"])] if "topology" in expected else []
+    done, results, _ = _run(tmp_path, "--appliance", str(FAULTY / fault / "appliance.yaml"), *topology)
     assert results is not None, done.stderr
     assert results["verdict"] == expected["verdict"], done.stdout
     assert done.returncode == {"CONFORMANT": 0, "NOT_CONFORMANT": 1, "ERROR": 2}[expected["verdict"]]
