@@ -160,6 +160,13 @@ class FlowTable:
             self._retire(flow)
         return len(stale)
 
+    def of_target(self, target: int) -> list[Flow]:
+        return [flow for flow in self._flows.values() if flow.target == target]
+
+    def retire_all(self, flows: Sequence[Flow]) -> None:
+        for flow in flows:
+            self._retire(flow)
+
     def reassign(self, flows: Sequence[Flow], choose_target: Callable[[FlowKey], int]) -> None:
         """Move flows to other targets (rebalance); cookies stay, as AWS keeps the flow."""
         for flow in flows:

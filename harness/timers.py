@@ -45,3 +45,8 @@ def health_timing(mode: TimersMode, check: HealthCheck) -> HealthTiming:
     if mode is TimersMode.ACCELERATED:
         return HealthTiming(interval / ACCELERATION, timeout / ACCELERATION, ACCELERATED_THRESHOLD, ACCELERATED_THRESHOLD)
     return HealthTiming(interval, timeout, healthy, unhealthy)
+
+
+def deregistration_delay(mode: TimersMode, topology: Topology) -> float:
+    scale = ACCELERATION if mode is TimersMode.ACCELERATED else 1
+    return topology.gwlb.deregistration_delay_s / scale

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.descriptor import HealthProtocol
-from harness.emulator.core import EndpointSpec, Settings, TargetSpec
+from harness.emulator.specs import EndpointSpec, Settings, TargetSpec
 from harness.flows import Timeouts
 from harness.topology import Stickiness
 
@@ -41,6 +41,7 @@ class DaemonConfig:
     settings: Settings
     probe: ProbeSettings
     control_socket: str
+    registered: tuple[int, ...]
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), default=_enum_value, indent=2))
@@ -61,7 +62,10 @@ class DaemonConfig:
                 timeouts=Timeouts(**settings["timeouts"]),
                 cross_zone=settings["cross_zone"],
                 strict=settings["strict"],
+                rebalance=settings["rebalance"],
+                deregistration_delay_s=settings["deregistration_delay_s"],
             ),
+            registered=tuple(raw["registered"]),
             probe=ProbeSettings(**{**probe, "protocol": HealthProtocol(probe["protocol"]), "matcher": tuple(probe["matcher"])}),
             control_socket=raw["control_socket"],
         )

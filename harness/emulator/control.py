@@ -22,6 +22,7 @@ Routes = dict[str, Callable[[], Any]]
 
 class _Handler(BaseHTTPRequestHandler):
     routes: Routes = {}
+    actions: Routes = {}
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         route = self.routes.get(self.path.split("?")[0])
@@ -29,6 +30,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": f"no resource {self.path}", "resources": sorted(self.routes)})
             return
         self._send(200, route())
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        action = self.actions.get(self.path)
+        if action is None:
+            self._send(404, {"error": f"no action {self.path}", "actions": sorted(self.actions)})
+            return
+        self._send(200, action())
 
     def _send(self, status: int, body: Any) -> None:
         data = json.dumps(body).encode()
@@ -47,8 +55,8 @@ class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
 
 
 class ControlServer:
-    def __init__(self, path: str, routes: Routes) -> None:
-        handler = type("Handler", (_Handler,), {"routes": routes})
+    def __init__(self, path: str, routes: Routes, actions: Routes | None = None) -> None:
+        handler = type("Handler", (_Handler,), {"routes": routes, "actions": actions or {}})
         self._server = _UnixHTTPServer(path, handler)
 
     def serve_forever(self) -> None:
@@ -71,16 +79,22 @@ class _UnixConnection(http.client.HTTPConnection):
 
 
 class ControlClient:
-    """Reads the emulator's state; every call is one short HTTP request."""
+    """Reads the emulator's state and acts on targets; every call is one short HTTP request."""
 
     def __init__(self, path: str, timeout: float = 5.0) -> None:
         self.path = path
         self.timeout = timeout
 
     def get(self, resource: str) -> Any:
+        return self._request("GET", resource)
+
+    def post(self, action: str) -> Any:
+        return self._request("POST", action)
+
+    def _request(self, method: str, resource: str) -> Any:
         conn = _UnixConnection(self.path, self.timeout)
         try:
-            conn.request("GET", resource)
+            conn.request(method, resource)
             response = conn.getresponse()
             body = json.loads(response.read())
         except OSError as error:

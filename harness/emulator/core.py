@@ -13,13 +13,14 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from harness import geneve
-from harness.flows import Flow, FlowKey, FlowTable, Outcome, Timeouts
+from harness.emulator.specs import EndpointSpec, Settings, TargetSpec
+from harness.emulator.targets import NoTarget, TargetPool
+from harness.flows import Flow, FlowKey, FlowTable, Outcome
 from harness.inet import InnerFlow, PacketError, parse_inner
-from harness.topology import Stickiness
 
 MAX_INNER = 8500
 _REJECT_LOG_SIZE = 256
@@ -32,6 +33,7 @@ class DropReason(enum.Enum):
     NOT_IP = "not_ip"
     REJECTED_TCP = "rejected_tcp"
     ICMP_NO_FLOW = "icmp_no_flow"
+    NO_TARGET = "no_target"
     DST_PORT = "dst_port"
     UNKNOWN_SOURCE = "unknown_source"
     MALFORMED = "malformed"
@@ -44,33 +46,6 @@ class DropReason(enum.Enum):
     WRONG_TARGET = "wrong_target"
     SOURCE_PORT = "source_port"
     EMPTY = "empty"
-
-
-@dataclass(frozen=True)
-class EndpointSpec:
-    name: str
-    eni_id: int
-    attachment_id: int
-    zone: str
-
-
-@dataclass(frozen=True)
-class TargetSpec:
-    name: str
-    address: str
-    zone: str
-
-    @property
-    def packed(self) -> bytes:
-        return ipaddress.IPv4Address(self.address).packed
-
-
-@dataclass(frozen=True)
-class Settings:
-    stickiness: Stickiness
-    timeouts: Timeouts
-    cross_zone: bool = False
-    strict: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,6 +96,7 @@ class Metrics:
     rejected_flows_tcp: int = 0
     source_port_changed: int = 0
     mixups: int = 0
+    rebalanced_flows: int = 0
     drops: Counter[DropReason] = field(default_factory=Counter)
 
 
@@ -134,19 +110,23 @@ class Gwlb:
         settings: Settings,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        registered: Iterable[int] | None = None,
     ) -> None:
         self.endpoints = endpoints
         self.targets = targets
         self.settings = settings
         self.lock = threading.Lock()
-        self.flows = FlowTable(settings.stickiness, settings.timeouts, clock, rng)
-        self.healthy: set[int] = set()
+        self._rng = rng or random.SystemRandom()
+        self.flows = FlowTable(settings.stickiness, settings.timeouts, clock, self._rng)
+        self.pool = TargetPool(
+            targets, range(len(targets)) if registered is None else registered, settings.cross_zone, clock, self._rng
+        )
+        self.target_packets = [0] * len(targets)
         self.metrics = Metrics()
         self.rejects: deque[Reject] = deque(maxlen=_REJECT_LOG_SIZE)
         self.mismatches: dict[int, Mismatch] = {}
         self.mixup_samples: list[Mixup] = []
         self._clock = clock
-        self._rng = rng or random.SystemRandom()
         self._by_address = {t.packed: i for i, t in enumerate(targets)}
 
     def from_endpoint(self, endpoint: int, inner: bytes) -> Encapsulated | DropReason:
@@ -159,7 +139,10 @@ class Gwlb:
         if flow_id.fragment:
             return self._drop(DropReason.FRAGMENT, self.endpoints[endpoint].name, "IP fragment")
         with self.lock:
-            outcome, flow = self.flows.classify(endpoint, flow_id, self._choose_target)
+            try:
+                outcome, flow = self.flows.classify(endpoint, flow_id, self._choose_target)
+            except NoTarget as error:
+                return self._drop(DropReason.NO_TARGET, self.endpoints[endpoint].name, str(error))
             if outcome is Outcome.UNRELATED:
                 return self._drop(DropReason.ICMP_NO_FLOW, self.endpoints[endpoint].name, "ICMP error about no known flow")
             if outcome is Outcome.REJECTED_TCP or flow is None:
@@ -173,6 +156,7 @@ class Gwlb:
                 flow.header = geneve.aws_header(protocol, meta).encode()
             self.metrics.processed_packets += 1
             self.metrics.processed_bytes += len(inner)
+            self.target_packets[flow.target] += 1
             return Encapsulated(flow.target, flow.source_port, flow.header + inner)
 
     def from_target(self, source: bytes, source_port: int, dest_port: int, payload: bytes) -> Delivery | DropReason:
@@ -227,17 +211,47 @@ class Gwlb:
             self.metrics.processed_bytes += len(inner)
             return Delivery(flow.key.endpoint, inner)
 
+    @property
+    def healthy(self) -> set[int]:
+        return self.pool.healthy()
+
     def set_health(self, target: int, healthy: bool) -> None:
+        """Health checker verdict; with `rebalance`, a failed target's flows (only those) move."""
         with self.lock:
-            (self.healthy.add if healthy else self.healthy.discard)(target)
+            self.pool.set_health(target, healthy)
+            if not healthy and self.settings.rebalance:
+                self._move_flows_of(target)
+
+    def register(self, target: int) -> None:
+        with self.lock:
+            self.pool.register(target)
+
+    def deregister(self, target: int) -> None:
+        """Start draining: no new flows; existing ones continue until the deregistration delay ends."""
+        with self.lock:
+            self.pool.deregister(target, self.settings.deregistration_delay_s)
+        self.tick()
+
+    def tick(self) -> None:
+        """Periodic work: expire idle flows and end deregistrations whose delay has passed."""
+        with self.lock:
+            self.flows.expire()
+            for target in self.pool.drained():
+                if self.settings.rebalance:
+                    self._move_flows_of(target)
+                else:
+                    self.flows.retire_all(self.flows.of_target(target))
+
+    def _move_flows_of(self, target: int) -> None:
+        flows = self.flows.of_target(target)
+        try:
+            self.flows.reassign(flows, self._choose_target)
+            self.metrics.rebalanced_flows += len(flows)
+        except NoTarget:
+            return
 
     def _choose_target(self, key: FlowKey) -> int:
-        zone = self.endpoints[key.endpoint].zone
-        in_scope = [i for i, t in enumerate(self.targets) if self.settings.cross_zone or t.zone == zone]
-        candidates = [i for i in in_scope if i in self.healthy]
-        if not candidates:
-            return self._rng.choice(in_scope or list(range(len(self.targets))))
-        return candidates[key.digest() % len(candidates)]
+        return self.pool.choose(self.endpoints[key.endpoint].zone, key.digest())
 
     def _check_mixup(self, flow: Flow, returned: InnerFlow) -> None:
         """Count a packet that came back under another live flow's cookie (a cookie mix-up).

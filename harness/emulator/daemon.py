@@ -35,6 +35,7 @@ log = logging.getLogger("gwlb.emulator")
 
 SO_ATTACH_FILTER = 26
 _BATCH = 256
+TICK_S = 0.2
 _RCVBUF = 8 * 1024 * 1024
 
 
@@ -51,7 +52,7 @@ def _ip(raw: bytes) -> str:
 class Daemon:
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
-        self.gwlb = Gwlb([e.spec for e in config.endpoints], list(config.targets), config.settings)
+        self.gwlb = Gwlb([e.spec for e in config.endpoints], list(config.targets), config.settings, registered=config.registered)
         self.address = ipaddress.IPv4Address(config.address).packed
         self.tuns = [open_tun(e.tun, e.netns) for e in config.endpoints]
         self.rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
@@ -63,7 +64,7 @@ class Daemon:
         _drop_all(self.sink)
         self.sink.bind((config.address, geneve.GENEVE_PORT))
         self.health = HealthChecker([t.address for t in config.targets], config.probe, self.gwlb.set_health)
-        self.control = ControlServer(config.control_socket, self._routes())
+        self.control = ControlServer(config.control_socket, self._routes(), self._actions())
         self._stop = threading.Event()
         self._target_addresses = [(t.address, 0) for t in config.targets]
 
@@ -85,9 +86,8 @@ class Daemon:
                 for key, _ in selector.select(timeout=0.5):
                     key.data()
                 if time.monotonic() >= next_sweep:
-                    with self.gwlb.lock:
-                        self.gwlb.flows.expire()
-                    next_sweep = time.monotonic() + 1
+                    self.gwlb.tick()
+                    next_sweep = time.monotonic() + TICK_S
         finally:
             self.health.stop()
             self.control.shutdown()
@@ -138,6 +138,17 @@ class Daemon:
             "/mixups": self._mixups,
         }
 
+    def _actions(self) -> dict[str, Any]:
+        actions: dict[str, Any] = {}
+        for index, target in enumerate(self.config.targets):
+            actions[f"/targets/{target.name}/register"] = lambda i=index: self._act(self.gwlb.register, i)
+            actions[f"/targets/{target.name}/deregister"] = lambda i=index: self._act(self.gwlb.deregister, i)
+        return actions
+
+    def _act(self, action: Any, index: int) -> dict[str, Any]:
+        action(index)
+        return self._targets()[index]
+
     def _flows(self) -> list[dict[str, Any]]:
         with self.gwlb.lock:
             flows = self.gwlb.flows.flows()
@@ -167,6 +178,7 @@ class Daemon:
                 "ProcessedPackets": m.processed_packets,
                 "ProcessedBytes": m.processed_bytes,
                 "RejectedFlowCount_TCP": m.rejected_flows_tcp,
+                "rebalanced_flows": m.rebalanced_flows,
                 "HealthyHostCount": len(self.gwlb.healthy),
                 "UnHealthyHostCount": len(self.gwlb.targets) - len(self.gwlb.healthy),
                 "source_port_changed": m.source_port_changed,
@@ -175,17 +187,29 @@ class Daemon:
             }
 
     def _targets(self) -> list[dict[str, Any]]:
-        return [
-            {
+        """describe-target-health: registration first (unused, draining), then health."""
+        with self.gwlb.lock:
+            registration = [self.gwlb.pool.registration(i) for i in range(len(self.config.targets))]
+            packets = list(self.gwlb.target_packets)
+        views = []
+        for index, (target, health) in enumerate(zip(self.config.targets, self.health.snapshot())):
+            state, reason = health.state.value, health.reason.value if health.reason else None
+            if registration[index] == "unused":
+                state, reason = "unused", "Target.NotRegistered"
+            elif registration[index] == "draining":
+                state, reason = "draining", "Target.DeregistrationInProgress"
+            views.append({
                 "name": target.name,
                 "address": target.address,
-                "state": health.state.value,
-                "reason": health.reason.value if health.reason else None,
+                "zone": target.zone,
+                "state": state,
+                "reason": reason,
+                "health": health.state.value,
                 "last_probe": health.last_probe,
                 "transitions": health.transitions,
-            }
-            for target, health in zip(self.config.targets, self.health.snapshot())
-        ]
+                "packets": packets[index],
+            })
+        return views
 
     def _rejects(self) -> list[dict[str, Any]]:
         with self.gwlb.lock:

@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 
 from .datapath import Config, Datapath
@@ -16,7 +17,7 @@ log = logging.getLogger("refappliance")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    faults = "\n".join(f"  {f.name:16} {f.help}" for f in FAULTS.values())
+    faults = "\n".join(f"  {f.name:22} {f.help}" for f in FAULTS.values())
     parser = argparse.ArgumentParser(
         prog="refappliance",
         description="Reference GENEVE appliance for a Gateway Load Balancer (gwlbtun-style tun pairs).",
@@ -45,8 +46,12 @@ def main(argv: list[str] | None = None) -> int:
                     create_hook=args.create_hook, destroy_hook=args.destroy_hook or args.create_hook)
     try:
         datapath = Datapath(config, faults)
-        health = start_health(args.health_port, snapshot=datapath.snapshot,
-                              status=lambda: faults.apply(Point.HEALTH, 200))
+        health = start_health(
+            args.health_port,
+            snapshot=datapath.snapshot,
+            status=lambda: faults.apply(Point.HEALTH, 200),
+            delay=lambda: faults.apply(Point.HEALTH_DELAY, (datapath.stats.packets_in, 0.0))[1],
+        )
     except OSError as error:
         log.error("cannot start: %s", error)
         return 1
@@ -56,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
              ", ".join(faults.names) or "none")
     try:
         datapath.run()
+        time.sleep(faults.apply(Point.SHUTDOWN, 0.0))
     finally:
         health.shutdown()
         datapath.close()

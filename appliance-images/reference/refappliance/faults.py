@@ -7,13 +7,14 @@ points that carry packets. Adding a fault means adding one entry to FAULTS.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from . import geneve
-from .flows import FlowKey
+from .flows import FlowKey, flow_key
 
 JUMBO = 1500
 
@@ -26,6 +27,8 @@ class Point(Enum):
     EGRESS = "complete outer packet about to be sent (None drops it)"
     HEALTH = "HTTP status of the health endpoint"
     FLOW_KEY = "the flow-cache key computed for a packet (both directions)"
+    HEALTH_DELAY = "(packets received so far, seconds to wait before answering a health probe)"
+    SHUTDOWN = "seconds the health endpoint stays up after the data path stopped"
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,39 @@ def _flip_cookie(header: bytes) -> bytes:
         if (option.klass, option.type) == geneve.COOKIE_OPTION and option.value:
             flipped[option.offset + 4 + len(option.value) - 1] ^= 1
     return bytes(flipped)
+
+
+def _require_syn() -> Callable[[bytes], bytes | None]:
+    """Drop TCP packets of connections whose SYN this appliance has not seen (no mid-stream pickup)."""
+    seen: set[FlowKey] = set()
+
+    def check(inner: bytes) -> bytes | None:
+        version = inner[0] >> 4
+        offset = (inner[0] & 0x0F) * 4 if version == 4 else 40
+        protocol = inner[9] if version == 4 else inner[6]
+        if protocol != 6 or len(inner) < offset + 14:
+            return inner
+        key = flow_key(0, inner)
+        if inner[offset + 13] & 0x02:
+            seen.add(key)
+            return inner
+        return inner if key in seen else None
+
+    return check
+
+
+def _slow_under_load(threshold_pps: float = 100.0, delay_s: float = 3.0) -> Callable[[tuple[int, float]], tuple[int, float]]:
+    """Answer health probes late while the data path is busy."""
+    last = [time.monotonic(), 0]
+
+    def delay(value: tuple[int, float]) -> tuple[int, float]:
+        packets, _ = value
+        now = time.monotonic()
+        rate = (packets - last[1]) / max(now - last[0], 1e-3)
+        last[:] = [now, packets]
+        return packets, delay_s if rate > threshold_pps else 0.0
+
+    return delay
 
 
 def _is_icmp_error(inner: bytes) -> bool:
@@ -75,6 +111,12 @@ FAULTS: dict[str, Fault] = {
               "cache flows without their endpoint, so overlapping flows of two endpoints share one header"),
         Fault("drop-icmp-errors", Point.INGRESS, lambda inner: None if _is_icmp_error(inner) else inner,
               "drop ICMP error messages (destination unreachable, time exceeded, packet too big)"),
+        Fault("require-syn", Point.INGRESS, _require_syn(),
+              "drop TCP packets of connections whose SYN it did not see (breaks rebalanced flows)"),
+        Fault("health-slow-under-load", Point.HEALTH_DELAY, _slow_under_load(),
+              "answer health probes 3 s late while more than 100 packets/s flow"),
+        Fault("linger-health", Point.SHUTDOWN, lambda _: 3600.0,
+              "on SIGTERM stop the data path but keep answering health probes with 200"),
         Fault("health-503", Point.HEALTH, lambda _: 503, "health endpoint always answers 503"),
         Fault("dead-dataplane", Point.EGRESS, lambda _: None, "health stays 200 but no packet is ever returned"),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -17,12 +18,15 @@ log = logging.getLogger(__name__)
 PATHS = {"/", "/health"}
 
 
-def start_health(port: int, *, snapshot: Callable[[], dict], status: Callable[[], int]) -> ThreadingHTTPServer:
+def start_health(
+    port: int, *, snapshot: Callable[[], dict], status: Callable[[], int], delay: Callable[[], float] = lambda: 0.0
+) -> ThreadingHTTPServer:
     """Serve the endpoint on 0.0.0.0:`port` in a daemon thread; call `shutdown()` to stop it."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path in PATHS:
+                time.sleep(delay())
                 code, body = status(), json.dumps(snapshot()).encode()
             else:
                 code, body = 404, json.dumps({"error": f"no such path {self.path}"}).encode()
