@@ -6,8 +6,10 @@ account (drop reasons, rejected header bytes), so a report reader can act withou
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from harness.errors import HarnessError
@@ -64,9 +66,11 @@ def udp_exchange(
     return traffic(testbed, client, *args)
 
 
-def udp_many(testbed: Testbed, client: str, server: str, flows: int, rounds: int) -> dict[str, Any]:
+def udp_many(
+    testbed: Testbed, client: str, server: str, flows: int, rounds: int, round_timeout_s: float = 5.0
+) -> dict[str, Any]:
     return traffic(testbed, client, "udp-many", "--host", testbed.host_address(server), "--port", str(UDP_PORT),
-                   "--flows", str(flows), "--rounds", str(rounds), timeout_s=60)
+                   "--flows", str(flows), "--rounds", str(rounds), "--timeout", str(round_timeout_s), timeout_s=60)
 
 
 def ping(testbed: Testbed, client: str, server: str, count: int = 3, inner_size: int = 84) -> tuple[int, str]:
@@ -118,3 +122,51 @@ def wait_for_servers(testbed: Testbed, server: str, timeout_s: float = 5.0) -> N
             return
         time.sleep(0.05)
     raise HarnessError(f"the echo servers in {server} did not start within {timeout_s:g} s (logs in {testbed.logs})")
+
+
+class Background:
+    """A traffic client running in a node while a check changes the testbed; `result()` waits."""
+
+    def __init__(self, testbed: Testbed, node: str, args: list[str]) -> None:
+        self._process = testbed.node(node).popen(
+            [sys.executable, "-m", "harness.traffic", *args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+
+    def result(self, timeout_s: float = 60.0) -> dict[str, Any]:
+        try:
+            out, err = self._process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.communicate()
+            raise HarnessError(f"background traffic did not finish within {timeout_s:g} s") from None
+        lines = out.decode(errors="replace").strip().splitlines()
+        if not lines:
+            raise HarnessError(f"background traffic printed nothing: {err.decode(errors='replace')[-500:]}")
+        return json.loads(lines[-1])
+
+
+def tcp_stream(testbed: Testbed, client: str, server: str, duration_s: float) -> Background:
+    return Background(testbed, client, ["tcp-stream", "--host", testbed.host_address(server), "--port", str(TCP_PORT),
+                                        "--duration", str(duration_s)])
+
+
+def target_of_connection(testbed: Testbed, client: str, local_port: int) -> dict[str, Any]:
+    flows = flows_of(testbed, PROTO_TCP, testbed.host_address(client), local_port)
+    if len(flows) != 1:
+        raise HarnessError(f"expected one emulator flow for {client}:{local_port}, found {len(flows)}")
+    return flows[0]
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, poll_s: float = 0.05) -> float | None:
+    """Seconds until `condition()` held, or None if it did not within `timeout_s`."""
+    start = time.monotonic()
+    while time.monotonic() - start <= timeout_s:
+        if condition():
+            return time.monotonic() - start
+        time.sleep(poll_s)
+    return None
+
+
+def target_view(testbed: Testbed, name: str) -> dict[str, Any]:
+    return next(t for t in testbed.control.get("/targets") if t["name"] == name)

@@ -200,6 +200,46 @@ def _collect(selector: selectors.BaseSelector, intact: list[int], rounds: int, r
     return damaged
 
 
+def tcp_stream(host: str, port: int, duration: float, interval: float, chunk: int, timeout: float) -> dict[str, Any]:
+    """One long-lived connection echoing a chunk every `interval` s for `duration` s.
+
+    Reports whether it survived and the longest gap between two echoes, so a check can tell a
+    failover pause from a broken connection.
+    """
+    result: dict[str, Any] = {"survived": False, "echoes": 0, "max_gap_s": 0.0}
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as error:
+        result["error"] = f"connect: {type(error).__name__}: {error}"
+        return result
+    result["local_port"] = sock.getsockname()[1]
+    end = time.monotonic() + duration
+    last = time.monotonic()
+    seq = 0
+    try:
+        while time.monotonic() < end:
+            data = payload(seq, chunk)
+            sock.sendall(data)
+            received = b""
+            while len(received) < chunk:
+                part = sock.recv(chunk - len(received))
+                if not part:
+                    raise ConnectionError("closed by peer")
+                received += part
+            if received != data:
+                raise ValueError(f"echo {seq} damaged")
+            now = time.monotonic()
+            result["max_gap_s"] = max(result["max_gap_s"], round(now - last, 3))
+            result["echoes"], last, seq = result["echoes"] + 1, now, seq + 1
+            time.sleep(interval)
+        result["survived"] = True
+    except (OSError, ValueError) as error:
+        result["error"] = f"{type(error).__name__}: {error} after {result['echoes']} echoes"
+    finally:
+        sock.close()
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.traffic")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -224,6 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     many.add_argument("--flows", type=int, default=1000)
     many.add_argument("--rounds", type=int, default=2)
     many.add_argument("--timeout", type=float, default=5.0, help="seconds per round")
+    stream = sub.add_parser("tcp-stream")
+    stream.add_argument("--host", required=True)
+    stream.add_argument("--port", type=int, required=True)
+    stream.add_argument("--duration", type=float, required=True)
+    stream.add_argument("--interval", type=float, default=0.05)
+    stream.add_argument("--chunk", type=int, default=512)
+    stream.add_argument("--timeout", type=float, default=15.0, help="longest wait for one echo")
     args = parser.parse_args(argv)
     if args.command == "tcp-server":
         tcp_server(args.port)
@@ -231,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         udp_server(args.port)
     elif args.command == "tcp-client":
         print(json.dumps(tcp_client(args.host, args.port, args.size, args.source_port, args.timeout, args.reset)))
+    elif args.command == "tcp-stream":
+        print(json.dumps(tcp_stream(args.host, args.port, args.duration, args.interval, args.chunk, args.timeout)))
     elif args.command == "udp-many":
         print(json.dumps(udp_many(args.host, args.port, args.flows, args.rounds, args.timeout)))
     else:

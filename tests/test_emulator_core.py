@@ -134,7 +134,7 @@ def test_both_directions_share_header_and_source_port(gwlb: Gwlb) -> None:
     second = send(gwlb, tcp("SA", src=SERVER, dst=CLIENT))
     assert (first.target, first.source_port) == (second.target, second.source_port)
     assert first.payload[:40] == second.payload[:40]
-    assert gwlb.metrics.new_flows == 1
+    assert gwlb.metrics.total.new_flows == 1
 
 
 def test_largest_inner_passes_and_one_more_byte_is_dropped(gwlb: Gwlb) -> None:
@@ -157,7 +157,7 @@ def test_largest_inner_passes_and_one_more_byte_is_dropped(gwlb: Gwlb) -> None:
 def test_fragments_are_dropped(gwlb: Gwlb, inner: bytes) -> None:
     assert gwlb.from_endpoint(0, inner) is DropReason.FRAGMENT
     assert gwlb.metrics.drops[DropReason.FRAGMENT] == 1
-    assert len(gwlb.flows) == 0 and gwlb.metrics.processed_packets == 0
+    assert len(gwlb.flows) == 0 and gwlb.metrics.total.processed_packets == 0
 
 
 @pytest.mark.parametrize("inner", [b"", b"\x00" * 40, b"\x45" + bytes(10)], ids=["empty", "version-0", "short"])
@@ -168,9 +168,9 @@ def test_non_ip_is_dropped(gwlb: Gwlb, inner: bytes) -> None:
 
 def test_mid_stream_tcp_of_unknown_flow_is_rejected(gwlb: Gwlb) -> None:
     assert gwlb.from_endpoint(0, tcp("PA")) is DropReason.REJECTED_TCP
-    assert gwlb.metrics.rejected_flows_tcp == 1
+    assert gwlb.metrics.total.rejected_flows_tcp == 1
     assert gwlb.metrics.drops[DropReason.REJECTED_TCP] == 1
-    assert gwlb.metrics.new_flows == 0
+    assert gwlb.metrics.total.new_flows == 0
 
 
 @pytest.mark.parametrize("endpoint", [0, 1])
@@ -251,7 +251,7 @@ def test_return_drop_reasons(gwlb: Gwlb, clock: Clock, case: str) -> None:
     result = back(gwlb, sent, payload, source=source, source_port=source_port, dest_port=dest_port)
     assert result is reason
     assert gwlb.metrics.drops == {reason: 1}
-    assert gwlb.metrics.processed_packets == 1
+    assert gwlb.metrics.total.processed_packets == 1
     reject = gwlb.rejects[-1]
     assert reject.reason is reason and reject.detail
     assert reject.source == (source or TARGETS[sent.target].address)
@@ -349,7 +349,7 @@ def test_all_unhealthy_still_assigns_and_pins(make_gwlb: MakeGwlb) -> None:
     assert {p: send(gwlb, udp(sport=p)).target for p in first} == first
     gwlb.set_health(0, True)
     assert {p: send(gwlb, udp(sport=p)).target for p in first} == first
-    assert gwlb.metrics.new_flows == 60
+    assert gwlb.metrics.total.new_flows == 60
 
 
 def test_zones_without_cross_zone(gwlb: Gwlb) -> None:
@@ -383,10 +383,10 @@ def test_metrics(gwlb: Gwlb) -> None:
     gwlb.from_endpoint(0, udp(size=MAX_INNER))
     back(gwlb, sent[0], dest_port=1)
     metrics = gwlb.metrics
-    assert metrics.new_flows == 2
-    assert metrics.processed_packets == 7
-    assert metrics.processed_bytes == 2 * (len(syn) + len(synack) + len(ack)) + len(udp())
-    assert metrics.rejected_flows_tcp == 1
+    assert metrics.total.new_flows == 2
+    assert metrics.total.processed_packets == 7
+    assert metrics.total.processed_bytes == 2 * (len(syn) + len(synack) + len(ack)) + len(udp())
+    assert metrics.total.rejected_flows_tcp == 1
     assert metrics.drops == {DropReason.REJECTED_TCP: 1, DropReason.OVERSIZE: 1, DropReason.DST_PORT: 1}
     assert [r.reason for r in gwlb.rejects] == [DropReason.REJECTED_TCP, DropReason.OVERSIZE, DropReason.DST_PORT]
 
@@ -406,3 +406,25 @@ def test_icmp_flow_round_trip(gwlb: Gwlb) -> None:
     there, reply = send(gwlb, ping), send(gwlb, pong)
     assert there.payload[:40] == reply.payload[:40]
     assert back(gwlb, reply) == Delivery(0, pong)
+
+
+def test_metrics_per_zone_and_peaks(gwlb: Gwlb, clock) -> None:
+    send(gwlb, udp(sport=1))
+    send(gwlb, udp(sport=2), endpoint=1)
+    send(gwlb, udp(sport=1))
+    clock.now[0] += 1
+    send(gwlb, udp(sport=1))
+    zones = gwlb.metrics.zones
+    assert (zones["a"].processed_packets, zones["b"].processed_packets) == (3, 1)
+    assert (zones["a"].new_flows, zones["b"].new_flows) == (1, 1)
+    assert gwlb.metrics.total.peak_packets_per_second == 3
+    assert gwlb.metrics.total.aws()["PeakPacketsPerSecond"] == 3
+
+
+def test_prometheus_text() -> None:
+    from harness.emulator.metrics import prometheus
+
+    text = prometheus({"NewFlowCount": 2}, {"az1": {"NewFlowCount": 2}}, {"oversize": 1})
+    assert "# TYPE gwlb_NewFlowCount gauge\ngwlb_NewFlowCount 2\n" in text
+    assert 'gwlb_NewFlowCount{availability_zone="az1"} 2' in text
+    assert 'gwlb_dropped_packets{reason="oversize"} 1' in text

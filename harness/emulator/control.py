@@ -39,9 +39,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, action())
 
     def _send(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
+        text = isinstance(body, str)
+        data = body.encode() if text else json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "text/plain; version=0.0.4" if text else "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -96,11 +97,12 @@ class ControlClient:
         try:
             conn.request(method, resource)
             response = conn.getresponse()
-            body = json.loads(response.read())
+            raw = response.read()
+            body = json.loads(raw) if response.getheader("Content-Type", "").startswith("application/json") else raw.decode()
         except OSError as error:
             raise HarnessError(f"the emulator's control API ({self.path}) did not answer {resource}: {error}") from None
         finally:
             conn.close()
         if response.status != 200:
-            raise HarnessError(f"emulator control API {resource}: {body.get('error', response.status)}")
+            raise HarnessError(f"emulator control API {resource}: {body}")
         return body

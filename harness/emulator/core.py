@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from harness import geneve
+from harness.emulator.metrics import Metrics
 from harness.emulator.specs import EndpointSpec, Settings, TargetSpec
 from harness.emulator.targets import NoTarget, TargetPool
 from harness.flows import Flow, FlowKey, FlowTable, Outcome
@@ -88,18 +89,6 @@ class Mixup:
     observed: str
 
 
-@dataclass
-class Metrics:
-    new_flows: int = 0
-    processed_packets: int = 0
-    processed_bytes: int = 0
-    rejected_flows_tcp: int = 0
-    source_port_changed: int = 0
-    mixups: int = 0
-    rebalanced_flows: int = 0
-    drops: Counter[DropReason] = field(default_factory=Counter)
-
-
 class Gwlb:
     """One load balancer with its endpoints and targets; thread-safe through one lock."""
 
@@ -146,16 +135,15 @@ class Gwlb:
             if outcome is Outcome.UNRELATED:
                 return self._drop(DropReason.ICMP_NO_FLOW, self.endpoints[endpoint].name, "ICMP error about no known flow")
             if outcome is Outcome.REJECTED_TCP or flow is None:
-                self.metrics.rejected_flows_tcp += 1
+                self.metrics.rejected_tcp(self.endpoints[endpoint].zone)
                 return self._drop(DropReason.REJECTED_TCP, self.endpoints[endpoint].name, "non-SYN TCP of an unknown flow")
             if outcome is Outcome.NEW:
-                self.metrics.new_flows += 1
+                self.metrics.new_flow(self.endpoints[endpoint].zone)
                 spec = self.endpoints[endpoint]
                 meta = geneve.AwsMetadata(spec.eni_id, spec.attachment_id, flow.cookie)
                 protocol = geneve.PROTO_IPV4 if flow_id.version == 4 else geneve.PROTO_IPV6
                 flow.header = geneve.aws_header(protocol, meta).encode()
-            self.metrics.processed_packets += 1
-            self.metrics.processed_bytes += len(inner)
+            self.metrics.packet(self.endpoints[endpoint].zone, len(inner), self._clock())
             self.target_packets[flow.target] += 1
             return Encapsulated(flow.target, flow.source_port, flow.header + inner)
 
@@ -207,8 +195,7 @@ class Gwlb:
                 return self._drop(DropReason.NOT_IP, origin, str(error), raw)
             self._check_mixup(flow, returned)
             flow.returned[flow.direction(returned.src)] += 1
-            self.metrics.processed_packets += 1
-            self.metrics.processed_bytes += len(inner)
+            self.metrics.packet(self.endpoints[flow.key.endpoint].zone, len(inner), self._clock())
             return Delivery(flow.key.endpoint, inner)
 
     @property

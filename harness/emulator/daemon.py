@@ -28,6 +28,7 @@ from harness.emulator.config import DaemonConfig
 from harness.emulator.control import ControlServer
 from harness.emulator.core import Delivery, Encapsulated, Gwlb
 from harness.emulator.health import HealthChecker
+from harness.emulator.metrics import prometheus
 from harness.inet import PacketError, build_ipv4_udp, parse_ipv4_udp
 from harness.tun import open_tun
 
@@ -132,6 +133,7 @@ class Daemon:
         return {
             "/flows": self._flows,
             "/metrics": self._metrics,
+            "/metrics/prometheus": self._prometheus,
             "/targets": self._targets,
             "/rejects": self._rejects,
             "/mismatches": self._mismatches,
@@ -172,19 +174,24 @@ class Daemon:
     def _metrics(self) -> dict[str, Any]:
         with self.gwlb.lock:
             m = self.gwlb.metrics
+            healthy = len(self.gwlb.healthy)
+            registered = sum(1 for i in range(len(self.config.targets)) if self.gwlb.pool.registration(i) != "unused")
             return {
                 "ActiveFlowCount": len(self.gwlb.flows),
-                "NewFlowCount": m.new_flows,
-                "ProcessedPackets": m.processed_packets,
-                "ProcessedBytes": m.processed_bytes,
-                "RejectedFlowCount_TCP": m.rejected_flows_tcp,
-                "rebalanced_flows": m.rebalanced_flows,
-                "HealthyHostCount": len(self.gwlb.healthy),
-                "UnHealthyHostCount": len(self.gwlb.targets) - len(self.gwlb.healthy),
+                **m.total.aws(),
+                "HealthyHostCount": healthy,
+                "UnHealthyHostCount": registered - healthy,
+                "zones": {zone: traffic.aws() for zone, traffic in m.zones.items()},
                 "source_port_changed": m.source_port_changed,
                 "mixups": m.mixups,
+                "rebalanced_flows": m.rebalanced_flows,
                 "drops": {reason.value: count for reason, count in m.drops.items()},
             }
+
+    def _prometheus(self) -> str:
+        snapshot = self._metrics()
+        load_balancer = {k: v for k, v in snapshot.items() if isinstance(v, int)}
+        return prometheus(load_balancer, snapshot["zones"], snapshot["drops"])
 
     def _targets(self) -> list[dict[str, Any]]:
         """describe-target-health: registration first (unused, draining), then health."""
@@ -206,6 +213,7 @@ class Daemon:
                 "reason": reason,
                 "health": health.state.value,
                 "last_probe": health.last_probe,
+                "failed_probes": health.failed_probes,
                 "transitions": health.transitions,
                 "packets": packets[index],
             })

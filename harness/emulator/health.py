@@ -14,7 +14,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from harness.descriptor import HealthProtocol
 from harness.emulator.config import ProbeSettings
@@ -42,6 +42,7 @@ class TargetHealth:
     last_probe: str = ""
     successes: int = 0
     failures: int = 0
+    failed_probes: int = 0
     transitions: list[tuple[float, str]] = field(default_factory=list)
 
 
@@ -109,7 +110,7 @@ class HealthChecker:
 
     def snapshot(self) -> list[TargetHealth]:
         with self._lock:
-            return [TargetHealth(h.state, h.reason, h.last_probe, h.successes, h.failures, list(h.transitions)) for h in self.health]
+            return [replace(h, transitions=list(h.transitions)) for h in self.health]
 
     def record(self, index: int, passed: bool, reason: Reason | None, seen: str) -> None:
         """Apply one probe result to the target's state machine."""
@@ -122,6 +123,7 @@ class HealthChecker:
                     self._change(index, TargetState.HEALTHY, None)
             else:
                 health.successes, health.failures = 0, health.failures + 1
+                health.failed_probes += 1
                 if health.state is not TargetState.UNHEALTHY and health.failures >= self.settings.unhealthy_threshold:
                     self._change(index, TargetState.UNHEALTHY, reason)
                 elif health.state is TargetState.UNHEALTHY:

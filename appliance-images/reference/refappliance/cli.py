@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 from .datapath import Config, Datapath
@@ -46,12 +46,19 @@ def main(argv: list[str] | None = None) -> int:
                     create_hook=args.create_hook, destroy_hook=args.destroy_hook or args.create_hook)
     try:
         datapath = Datapath(config, faults)
-        health = start_health(
-            args.health_port,
-            snapshot=datapath.snapshot,
-            status=lambda: faults.apply(Point.HEALTH, 200),
-            delay=lambda: faults.apply(Point.HEALTH_DELAY, (datapath.stats.packets_in, 0.0))[1],
-        )
+        health = None
+        if faults.apply(Point.HEALTH_PROCESS, False):
+            if os.fork() == 0:
+                start_health(args.health_port, snapshot=lambda: {}, status=lambda: 200)
+                while True:
+                    signal.pause()
+        else:
+            health = start_health(
+                args.health_port,
+                snapshot=datapath.snapshot,
+                status=lambda: faults.apply(Point.HEALTH, 200),
+                delay=lambda: faults.apply(Point.HEALTH_DELAY, (datapath.stats.packets_in, 0.0))[1],
+            )
     except OSError as error:
         log.error("cannot start: %s", error)
         return 1
@@ -61,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
              ", ".join(faults.names) or "none")
     try:
         datapath.run()
-        time.sleep(faults.apply(Point.SHUTDOWN, 0.0))
     finally:
-        health.shutdown()
+        if health is not None:
+            health.shutdown()
         datapath.close()
     log.info("stopped")
     return 0

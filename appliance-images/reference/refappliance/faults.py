@@ -28,7 +28,7 @@ class Point(Enum):
     HEALTH = "HTTP status of the health endpoint"
     FLOW_KEY = "the flow-cache key computed for a packet (both directions)"
     HEALTH_DELAY = "(packets received so far, seconds to wait before answering a health probe)"
-    SHUTDOWN = "seconds the health endpoint stays up after the data path stopped"
+    HEALTH_PROCESS = "whether the health endpoint runs in a separate process that outlives the data path"
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,8 @@ FAULTS: dict[str, Fault] = {
               "drop TCP packets of connections whose SYN it did not see (breaks rebalanced flows)"),
         Fault("health-slow-under-load", Point.HEALTH_DELAY, _slow_under_load(),
               "answer health probes 3 s late while more than 100 packets/s flow"),
-        Fault("linger-health", Point.SHUTDOWN, lambda _: 3600.0,
-              "on SIGTERM stop the data path but keep answering health probes with 200"),
+        Fault("health-sidecar", Point.HEALTH_PROCESS, lambda _: True,
+              "serve health from a child process that keeps answering 200 after the data path dies"),
         Fault("health-503", Point.HEALTH, lambda _: 503, "health endpoint always answers 503"),
         Fault("dead-dataplane", Point.EGRESS, lambda _: None, "health stays 200 but no packet is ever returned"),
     )

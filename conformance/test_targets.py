@@ -1,0 +1,176 @@
+"""HC and REB: the appliance under health checks, failover, scale-out, draining and rebalancing,
+always with traffic flowing during the event.
+
+    consumer ══ TCP stream ══▶ gwlb ──▶ a1  (stopped, restarted, deregistered ...)
+                                   └──▶ a2  (takes over)       a3: spare, registered by scale-out
+
+These checks change the target group, so they run last (file order) and each one puts the
+testbed back as it found it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import checks
+from harness.checks import CheckFailed, target_view, wait_for
+from harness.errors import HarnessError
+
+STARTUP_ALLOWANCE_S = 5.0
+TOLERANCE_S = 1.0
+
+
+@pytest.fixture
+def probe(testbed):
+    return testbed.probe
+
+
+@pytest.fixture
+def restore(testbed):
+    """After a check: every appliance running, the usual targets registered and healthy."""
+    yield
+    testbed.restore_targets()
+
+
+def _registered(testbed):
+    return [t.name for t in testbed.targets if t.registered]
+
+
+def _new_flow_targets(testbed, hosts, flows=60):
+    """Targets that new UDP flows from the client land on (and whether they all came back)."""
+    before = {tuple(map(tuple, f["ends"])) for f in testbed.control.get("/flows")}
+    result = checks.udp_many(testbed, hosts.client, hosts.server, flows=flows, rounds=1)
+    fresh = [f for f in testbed.control.get("/flows") if tuple(map(tuple, f["ends"])) not in before and f["protocol"] == checks.PROTO_UDP]
+    return {f["target"] for f in fresh}, result
+
+
+@pytest.mark.requirement("HC-PROBES-UNDER-LOAD")
+def test_health_probes_answered_under_load(testbed, hosts, probe):
+    before = {t["name"]: t["failed_probes"] for t in testbed.control.get("/targets")}
+    duration = probe.interval_s * 2 + probe.timeout_s
+    load = checks.Background(testbed, hosts.client, ["udp-many", "--host", hosts.server_address, "--port", str(checks.UDP_PORT),
+                                                       "--flows", "200", "--rounds", str(max(4, int(duration * 10)))])
+    result = load.result()
+    after = testbed.control.get("/targets")
+    failed = {t["name"]: t["failed_probes"] - before[t["name"]] for t in after if t["name"] in _registered(testbed)}
+    if any(failed.values()):
+        last = {t["name"]: t["last_probe"] for t in after}
+        raise CheckFailed(
+            f"health probes failed while traffic flowed ({result['echoes_intact']} echoes in ~{duration:.1f} s): "
+            f"failed probes per target {failed}; last probe results {last}"
+        )
+
+
+@pytest.mark.requirement("HC-FAILOVER")
+def test_killed_appliance_fails_over_and_recovers(testbed, hosts, probe, restore, record_property):
+    victim = _registered(testbed)[0]
+    testbed.kill_appliance(victim)
+    limit = probe.interval_s * probe.unhealthy_threshold + probe.interval_s + probe.timeout_s + TOLERANCE_S
+    detected = wait_for(lambda: target_view(testbed, victim)["health"] == "unhealthy", limit)
+    if detected is None:
+        view = target_view(testbed, victim)
+        raise CheckFailed(
+            f"{victim}'s appliance was killed, but its health checks still pass {limit:.1f} s later "
+            f"(interval {probe.interval_s:g} s x unhealthy threshold {probe.unhealthy_threshold} + one interval): "
+            f"state {view['health']}, last probe: {view['last_probe']}"
+        )
+    record_property("failover_s", round(detected, 2))
+    targets, result = _new_flow_targets(testbed, hosts)
+    if victim in targets or result["complete_flows"] != result["flows"]:
+        raise CheckFailed(f"after failover, new flows went to {sorted(targets)} (not to {victim} expected), traffic: {result}")
+    testbed.start_appliance(victim)
+    limit = probe.interval_s * probe.healthy_threshold + probe.interval_s + STARTUP_ALLOWANCE_S
+    recovered = wait_for(lambda: target_view(testbed, victim)["health"] == "healthy", limit)
+    if recovered is None:
+        raise CheckFailed(
+            f"{victim} did not become healthy again within {limit:.1f} s of its restart: {target_view(testbed, victim)}"
+        )
+    record_property("recovery_s", round(recovered, 2))
+    targets, result = _new_flow_targets(testbed, hosts, flows=100)
+    if victim not in targets or result["complete_flows"] != result["flows"]:
+        raise CheckFailed(f"after recovery, new flows went to {sorted(targets)} ({victim} expected among them), traffic: {result}")
+
+
+@pytest.mark.requirement("HC-DATAPLANE")
+def test_health_reflects_a_dead_data_plane(testbed, hosts, probe):
+    checks.udp_many(testbed, hosts.client, hosts.server, flows=40, rounds=1, round_timeout_s=probe.interval_s)
+    wait_for(lambda: False, probe.interval_s * probe.unhealthy_threshold + probe.interval_s)
+    silent = {}
+    for flow in testbed.control.get("/flows"):
+        if flow["protocol"] == checks.PROTO_UDP:
+            sent, back = silent.get(flow["target"], (0, 0))
+            silent[flow["target"]] = (sent + sum(flow["packets"]), back + sum(flow["returned"]))
+    dead = [name for name, (sent, back) in silent.items() if sent and not back]
+    still_healthy = [name for name in dead if target_view(testbed, name)["health"] == "healthy"]
+    if still_healthy:
+        raise CheckFailed(
+            f"{', '.join(still_healthy)} returned none of the packets sent to them, yet their health checks still pass: "
+            f"a GWLB keeps sending new flows to a dead data plane\n{checks.emulator_account(testbed)}"
+        )
+
+
+@pytest.mark.requirement("REB-SCALE-OUT")
+def test_scale_out_keeps_existing_flows_and_spreads_new_ones(testbed, hosts, restore):
+    spare = next((t.name for t in testbed.targets if not t.registered), None)
+    if spare is None:
+        raise HarnessError("the testbed has no spare target to register")
+    stream = checks.tcp_stream(testbed, hosts.other_client, hosts.server, duration_s=3.0)
+    wait_for(lambda: bool(checks.flows_of(testbed, checks.PROTO_TCP, testbed.host_address(hosts.other_client))), 2.0)
+    before = {f["cookie"]: f["target"] for f in testbed.control.get("/flows")}
+    testbed.control.post(f"/targets/{spare}/register")
+    testbed.wait_healthy(STARTUP_ALLOWANCE_S)
+    targets, result = _new_flow_targets(testbed, hosts, flows=150)
+    moved = {c: (t, now) for c, now in ((f["cookie"], f["target"]) for f in testbed.control.get("/flows"))
+             if c in before and (t := before[c]) != now}
+    outcome = stream.result()
+    if moved:
+        raise HarnessError(f"the emulator moved existing flows on scale-out: {moved}")
+    if spare not in targets or result["complete_flows"] != result["flows"]:
+        raise CheckFailed(f"after registering {spare}, new flows went to {sorted(targets)} and traffic gave {result}")
+    if not outcome["survived"]:
+        raise CheckFailed(f"a TCP connection open during the scale-out broke: {outcome}\n{checks.emulator_account(testbed)}")
+
+
+@pytest.mark.requirement("REB-DRAIN")
+def test_deregistered_target_drains(testbed, hosts, restore):
+    delay = testbed.deregistration_delay_s
+    stream = checks.tcp_stream(testbed, hosts.other_client, hosts.server, duration_s=delay * 0.8)
+    if wait_for(lambda: bool(checks.flows_of(testbed, checks.PROTO_TCP, testbed.host_address(hosts.other_client))), 2.0) is None:
+        raise CheckFailed(f"the TCP stream did not start: {stream.result()}")
+    flow = checks.flows_of(testbed, checks.PROTO_TCP, testbed.host_address(hosts.other_client))[-1]
+    victim = flow["target"]
+    testbed.control.post(f"/targets/{victim}/deregister")
+    targets, result = _new_flow_targets(testbed, hosts)
+    outcome = stream.result(timeout_s=delay + 30)
+    if victim in targets:
+        raise HarnessError(f"the emulator sent new flows to draining target {victim}")
+    if not outcome["survived"]:
+        raise CheckFailed(f"a connection on {victim} broke while {victim} was draining: {outcome}\n{checks.emulator_account(testbed)}")
+    if result["complete_flows"] != result["flows"]:
+        raise CheckFailed(f"new flows during the drain did not all come back: {result}")
+    gone = wait_for(lambda: target_view(testbed, victim)["state"] == "unused", delay + 2)
+    if gone is None:
+        raise HarnessError(f"{victim} is still {target_view(testbed, victim)['state']} after the {delay:g} s deregistration delay")
+
+
+@pytest.mark.requirement("REB-REBALANCE-MIDSTREAM")
+def test_rebalanced_flow_continues_mid_stream(testbed, hosts, probe, restore, record_property):
+    if not testbed.rebalance:
+        pytest.skip(f"topology {testbed.topology.name} uses target_failover no_rebalance")
+    failover = probe.interval_s * probe.unhealthy_threshold + probe.interval_s + probe.timeout_s + TOLERANCE_S
+    stream = checks.tcp_stream(testbed, hosts.other_client, hosts.server, duration_s=failover + 3)
+    if wait_for(lambda: bool(checks.flows_of(testbed, checks.PROTO_TCP, testbed.host_address(hosts.other_client))), 2.0) is None:
+        raise CheckFailed(f"the TCP stream did not start: {stream.result()}")
+    flow = checks.flows_of(testbed, checks.PROTO_TCP, testbed.host_address(hosts.other_client))[-1]
+    victim = flow["target"]
+    testbed.kill_appliance(victim)
+    outcome = stream.result(timeout_s=failover + 40)
+    now = next(f for f in testbed.control.get("/flows") if f["cookie"] == flow["cookie"])
+    if now["target"] == victim:
+        raise HarnessError(f"the emulator did not rebalance the flow away from failed target {victim}")
+    if not outcome["survived"]:
+        raise CheckFailed(
+            f"the TCP connection moved mid-stream from {victim} to {now['target']} (no new handshake) and broke: "
+            f"{outcome}\n{checks.emulator_account(testbed)}"
+        )
+    record_property("rebalance_gap_s", outcome["max_gap_s"])
