@@ -48,7 +48,7 @@ def _new_flow_targets(testbed, hosts, flows=60):
 def test_health_probes_answered_under_load(testbed, hosts, probe):
     before = {t["name"]: t["failed_probes"] for t in testbed.control.get("/targets")}
     duration = probe.interval_s * 2 + probe.timeout_s
-    load = checks.Background(testbed, hosts.client, ["udp-many", "--host", hosts.server_address, "--port", str(checks.UDP_PORT),
+    load = checks.Background.traffic(testbed, hosts.client, ["udp-many", "--host", hosts.server_address, "--port", str(checks.UDP_PORT),
                                                        "--flows", "200", "--rounds", str(max(4, int(duration * 10)))])
     result = load.result()
     after = testbed.control.get("/targets")

@@ -27,7 +27,12 @@ class CheckFailed(AssertionError):
 
 def traffic(testbed: Testbed, node: str, *args: str, timeout_s: float = 30.0) -> dict[str, Any]:
     """Run a `harness.traffic` client in a node and return its JSON report."""
-    out = testbed.run(node, [sys.executable, "-m", "harness.traffic", *args], timeout_s)
+    return traffic_json(testbed, node, [sys.executable, "-m", "harness.traffic", *args], timeout_s)
+
+
+def traffic_json(testbed: Testbed, node: str, command: list[str], timeout_s: float = 30.0) -> dict[str, Any]:
+    """Run a command that prints one JSON line in a node, and return what it printed."""
+    out = testbed.run(node, command, timeout_s)
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -127,11 +132,15 @@ def wait_for_servers(testbed: Testbed, server: str, timeout_s: float = 5.0) -> N
 class Background:
     """A traffic client running in a node while a check changes the testbed; `result()` waits."""
 
-    def __init__(self, testbed: Testbed, node: str, args: list[str]) -> None:
+    def __init__(self, testbed: Testbed, node: str, command: list[str]) -> None:
+        """Any command that prints one JSON line when it ends."""
         self._process = testbed.node(node).popen(
-            [sys.executable, "-m", "harness.traffic", *args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
+
+    @classmethod
+    def traffic(cls, testbed: Testbed, node: str, args: list[str]) -> Background:
+        return cls(testbed, node, [sys.executable, "-m", "harness.traffic", *args])
 
     def result(self, timeout_s: float = 60.0) -> dict[str, Any]:
         try:
@@ -147,7 +156,7 @@ class Background:
 
 
 def tcp_stream(testbed: Testbed, client: str, server: str, duration_s: float) -> Background:
-    return Background(testbed, client, ["tcp-stream", "--host", testbed.host_address(server), "--port", str(TCP_PORT),
+    return Background.traffic(testbed, client, ["tcp-stream", "--host", testbed.host_address(server), "--port", str(TCP_PORT),
                                         "--duration", str(duration_s)])
 
 

@@ -12,11 +12,12 @@ import logging
 import os
 import selectors
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import geneve
-from .faults import FaultSet, Point
+from .faults import FaultSet, Point, Reaction
 from .flows import FlowCache, FlowEntry, flow_key
 from .stats import Drop, PacketDropped, Stats
 from .tunnels import TunPair
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 RECV_SIZE = 65535
 BATCH = 64
+STALL_S = 0.005
 TICK_S = 0.5
 SOCKET_BUFFER = 4 << 20
 
@@ -134,6 +136,17 @@ class Datapath:
                 log.debug("in %s:%d %s %d bytes -> %s", *gwlb, key, len(inner), tunnel.ingress)
             except PacketDropped as drop:
                 self._drop(drop.reason, f"from {gwlb[0]}:{gwlb[1]}: {drop}")
+                self._misbehave(self.faults.apply(Point.MALFORMED, Reaction.DROP), data, gwlb)
+
+    def _misbehave(self, reaction: Reaction, data: bytes, gwlb: tuple[str, int]) -> None:
+        """What a faulty appliance does with a packet it could not accept (a correct one: nothing)."""
+        if reaction is Reaction.CRASH:
+            log.error("crashing on a malformed packet (fault)")
+            os._exit(70)
+        elif reaction is Reaction.ECHO:
+            self.udp.sendto(data, gwlb)
+        elif reaction is Reaction.STALL:
+            time.sleep(STALL_S)
 
     def _from_egress(self, tunnel: TunPair) -> None:
         for _ in range(BATCH):

@@ -29,6 +29,14 @@ class Point(Enum):
     FLOW_KEY = "the flow-cache key computed for a packet (both directions)"
     HEALTH_DELAY = "(packets received so far, seconds to wait before answering a health probe)"
     HEALTH_PROCESS = "whether the health endpoint runs in a separate process that outlives the data path"
+    MALFORMED = "the Reaction to a packet from the GWLB that was dropped as invalid"
+
+
+class Reaction(Enum):
+    DROP = "drop"
+    CRASH = "crash"
+    ECHO = "echo"
+    STALL = "stall"
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,12 @@ FAULTS: dict[str, Fault] = {
               "answer health probes 3 s late while more than 100 packets/s flow"),
         Fault("health-sidecar", Point.HEALTH_PROCESS, lambda _: True,
               "serve health from a child process that keeps answering 200 after the data path dies"),
+        Fault("crash-on-malformed", Point.MALFORMED, lambda _: Reaction.CRASH,
+              "exit when a packet from the GWLB cannot be parsed"),
+        Fault("echo-malformed", Point.MALFORMED, lambda _: Reaction.ECHO,
+              "send packets it could not parse straight back to their sender"),
+        Fault("slow-parser", Point.MALFORMED, lambda _: Reaction.STALL,
+              "spend 5 ms on every packet it cannot parse (a flood of garbage starves valid traffic)"),
         Fault("health-503", Point.HEALTH, lambda _: 503, "health endpoint always answers 503"),
         Fault("dead-dataplane", Point.EGRESS, lambda _: None, "health stays 200 but no packet is ever returned"),
     )

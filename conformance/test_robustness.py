@@ -1,0 +1,79 @@
+"""ROB: malformed GENEVE sent straight to the appliance (a GWLB never sends it, an attacker on the
+appliance subnet might). The appliance must survive it and keep valid flows working (MUST), and
+should drop it rather than send it back (SHOULD).
+
+    gwlb node ── injector ══ bad version, truncated, overruns, critical option, ... ══▶ a1, a2
+    consumer ══ valid flows ══▶ gwlb ══▶ a1, a2       (before, during and after)
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from harness import checks, inject
+from harness.checks import CheckFailed, target_view
+
+VALID_FLOWS = 30
+FLOOD_S = 3.0
+FLOOD_DELIVERY_FLOOR = 0.5
+
+
+def _inject(testbed, target, *args):
+    endpoint = testbed.topology.endpoints[0]
+    hosts = (str(endpoint.consumers.address_of(endpoint.consumers.hosts[0])), str(endpoint.servers.address_of(endpoint.servers.hosts[0])))
+    command = [sys.executable, "-m", "harness.inject", "--source", str(testbed.topology.gwlb.address), "--target", target.address,
+               "--eni", hex(endpoint.eni_id), "--inner", *hosts, *args]
+    return command
+
+
+def _registered(testbed):
+    return [t for t in testbed.targets if t.registered]
+
+
+def _expect_still_serving(testbed, hosts, after):
+    for target in _registered(testbed):
+        if not testbed.appliances[target.name].alive():
+            raise CheckFailed(f"{target.name}'s appliance {testbed.appliances[target.name].describe_exit()} after {after}")
+        view = target_view(testbed, target.name)
+        if view["health"] != "healthy":
+            raise CheckFailed(f"{target.name} is {view['health']} after {after}: last probe {view['last_probe']}")
+    result = checks.udp_many(testbed, hosts.client, hosts.server, flows=VALID_FLOWS, rounds=1)
+    if result["complete_flows"] != VALID_FLOWS:
+        raise CheckFailed(f"valid flows failed after {after}: {result}\n{checks.emulator_account(testbed)}")
+
+
+@pytest.mark.requirement("ROB-MALFORMED-SURVIVE")
+@pytest.mark.parametrize("kind", sorted(inject.KINDS))
+def test_appliance_survives_malformed_geneve(testbed, hosts, kind):
+    for target in _registered(testbed):
+        checks.traffic_json(testbed, "gwlb", _inject(testbed, target, "--kind", kind, "--count", "5", "--listen", "0.2"))
+    checks.wait_for(lambda: False, testbed.probe.interval_s)
+    _expect_still_serving(testbed, hosts, f"5 '{kind}' packets")
+
+
+@pytest.mark.requirement("ROB-MALFORMED-NOT-ECHOED")
+@pytest.mark.parametrize("kind", sorted(set(inject.KINDS) - {"random-bytes"}))
+def test_malformed_geneve_is_not_echoed(testbed, kind):
+    for target in _registered(testbed):
+        result = checks.traffic_json(testbed, "gwlb", _inject(testbed, target, "--kind", kind, "--count", "3", "--listen", "0.5"))
+        if result["echoed"]:
+            raise CheckFailed(f"{target.name} sent {result['echoed']} of {result['sent']} '{kind}' packets back instead of dropping them")
+
+
+@pytest.mark.requirement("ROB-FLOOD")
+def test_garbage_flood_does_not_starve_valid_flows(testbed, hosts):
+    floods = [checks.Background(testbed, "gwlb", _inject(testbed, target, "--kind", "flood", "--duration", str(FLOOD_S)))
+              for target in _registered(testbed)]
+    checks.wait_for(lambda: False, 0.3)
+    during = checks.udp_exchange(testbed, hosts.client, hosts.server, inner_size=256, count=20, timeout_s=FLOOD_S - 0.5)
+    rates = [flood.result(timeout_s=FLOOD_S + 30) for flood in floods]
+    delivered = during["received_intact"] / during["sent"]
+    if delivered < FLOOD_DELIVERY_FLOOR:
+        raise CheckFailed(
+            f"during a flood of malformed GENEVE ({', '.join(str(r['pps']) + ' pps' for r in rates)}), only "
+            f"{during['received_intact']} of {during['sent']} valid UDP echoes came back (at least "
+            f"{FLOOD_DELIVERY_FLOOR:.0%} expected)"
+        )
+    _expect_still_serving(testbed, hosts, "the flood")

@@ -1,0 +1,173 @@
+"""Malformed GENEVE sent straight to an appliance target from the GWLB's namespace.
+
+A GWLB never sends these, but an appliance is a security device: it must survive them. Each
+injected packet carries a marker in its inner payload, so any reply that echoes it is recognised
+whatever ports or header the appliance used. Runs inside the `gwlb` node; prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable
+
+from harness import geneve
+from harness.inet import PacketError, build_ipv4_udp, parse_ipv4_udp
+
+INJECT_PORT = 40999
+MARKER = b"GWLB-CONFORMANCE-INJECTED"
+
+
+def _inner(nonce: bytes, src: str, dst: str) -> bytes:
+    """A valid inner IPv4/UDP packet (consumer to server) carrying the marker."""
+    body = MARKER + nonce
+    udp = struct.pack("!HHHH", 47999, 5002, 8 + len(body), 0) + body
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                         socket.inet_aton(src), socket.inet_aton(dst))
+    return header + udp
+
+
+def _meta(eni: int) -> geneve.AwsMetadata:
+    return geneve.AwsMetadata(eni, 0x0123456789ABCDEF, 0xC0FFEE00)
+
+
+def _aws(eni: int, **changes: object) -> bytes:
+    header = geneve.aws_header(geneve.PROTO_IPV4, _meta(eni))
+    fields = {"protocol": header.protocol, "vni": header.vni, "options": header.options, "critical": header.critical}
+    fields.update(changes)
+    return geneve.GeneveHeader(**fields).encode()  # type: ignore[arg-type]
+
+
+def bad_version(eni: int, inner: bytes) -> bytes:
+    header = bytearray(_aws(eni))
+    header[0] = (header[0] & 0x3F) | 0x40
+    return bytes(header) + inner
+
+
+def truncated(eni: int, inner: bytes) -> bytes:
+    return _aws(eni)[:6]
+
+
+def optlen_overrun(eni: int, inner: bytes) -> bytes:
+    header = bytearray(_aws(eni))
+    header[0] = (header[0] & 0xC0) | 0x3F
+    return bytes(header) + inner[:20]
+
+
+def option_overrun(eni: int, inner: bytes) -> bytes:
+    header = bytearray(_aws(eni))
+    header[8 + 3] = (header[8 + 3] & 0xE0) | 0x1F
+    return bytes(header) + inner
+
+
+def critical_option(eni: int, inner: bytes) -> bytes:
+    unknown = geneve.GeneveOption(0xFFF0, 0x81, b"\x00" * 4)
+    return _aws(eni, options=(*_meta(eni).options(), unknown), critical=True) + inner
+
+
+def wrong_protocol(eni: int, inner: bytes) -> bytes:
+    return _aws(eni, protocol=0x6558) + inner
+
+
+def empty_inner(eni: int, inner: bytes) -> bytes:
+    return _aws(eni)
+
+
+def random_bytes(eni: int, inner: bytes) -> bytes:
+    return os.urandom(random.randint(0, 600))
+
+
+KINDS: dict[str, Callable[[int, bytes], bytes]] = {
+    "bad-version": bad_version,
+    "truncated": truncated,
+    "optlen-overrun": optlen_overrun,
+    "option-overrun": option_overrun,
+    "critical-option": critical_option,
+    "wrong-protocol": wrong_protocol,
+    "empty-inner": empty_inner,
+    "random-bytes": random_bytes,
+}
+
+
+class Injector:
+    def __init__(self, source: str, target: str) -> None:
+        self.source, self.target = socket.inet_aton(source), socket.inet_aton(target)
+        self.address = (target, 0)
+        self.tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self.rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+        self.rx.setblocking(False)
+
+    def send(self, payload: bytes) -> None:
+        self.tx.sendto(build_ipv4_udp(self.source, self.target, INJECT_PORT, geneve.GENEVE_PORT, payload), self.address)
+
+    def echoed(self, nonce: bytes, listen_s: float) -> int:
+        """How many packets from the target carried this run's marker back."""
+        deadline, count = time.monotonic() + listen_s, 0
+        while time.monotonic() < deadline:
+            try:
+                packet = self.rx.recv(65536)
+            except BlockingIOError:
+                time.sleep(0.005)
+                continue
+            try:
+                datagram = parse_ipv4_udp(packet)
+            except PacketError:
+                continue
+            if datagram.src == self.target and MARKER + nonce in datagram.payload:
+                count += 1
+        return count
+
+
+def inject(source: str, target: str, eni: int, inner: tuple[str, str], kind: str, count: int, listen_s: float) -> dict[str, object]:
+    injector = Injector(source, target)
+    nonce = os.urandom(4).hex().encode()
+    build = KINDS[kind]
+    for _ in range(count):
+        injector.send(build(eni, _inner(nonce, *inner)))
+    return {"kind": kind, "sent": count, "echoed": injector.echoed(nonce, listen_s)}
+
+
+def flood(source: str, target: str, eni: int, inner_ends: tuple[str, str], duration_s: float) -> dict[str, object]:
+    """Malformed packets of every kind, as fast as one core sends them, for `duration_s`."""
+    injector = Injector(source, target)
+    nonce = os.urandom(4).hex().encode()
+    inner = _inner(nonce, *inner_ends)
+    packets = [build(eni, inner) for build in KINDS.values() for _ in range(8)]
+    sent, end = 0, time.monotonic() + duration_s
+    while time.monotonic() < end:
+        for payload in packets:
+            try:
+                injector.send(payload)
+            except OSError:
+                continue
+            sent += 1
+    return {"kind": "flood", "sent": sent, "duration_s": duration_s, "pps": round(sent / duration_s)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.inject", description=__doc__)
+    parser.add_argument("--source", required=True, help="the GWLB's address")
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--eni", type=lambda text: int(text, 0), required=True, help="ENI ID to put in option 1")
+    parser.add_argument("--inner", nargs=2, metavar=("SRC", "DST"), required=True, help="inner packet's addresses")
+    parser.add_argument("--kind", choices=[*KINDS, "flood"], required=True)
+    parser.add_argument("--count", type=int, default=3)
+    parser.add_argument("--listen", type=float, default=0.5, help="seconds to wait for echoes")
+    parser.add_argument("--duration", type=float, default=3.0, help="flood duration")
+    args = parser.parse_args(argv)
+    if args.kind == "flood":
+        result = flood(args.source, args.target, args.eni, tuple(args.inner), args.duration)
+    else:
+        result = inject(args.source, args.target, args.eni, tuple(args.inner), args.kind, args.count, args.listen)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
