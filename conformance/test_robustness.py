@@ -17,6 +17,7 @@ from harness.checks import CheckFailed, target_view
 
 VALID_FLOWS = 30
 FLOOD_S = 3.0
+FLOOD_PPS = 10000
 FLOOD_DELIVERY_FLOOR = 0.5
 
 
@@ -64,10 +65,10 @@ def test_malformed_geneve_is_not_echoed(testbed, kind):
 
 @pytest.mark.requirement("ROB-FLOOD")
 def test_garbage_flood_does_not_starve_valid_flows(testbed, hosts):
-    floods = [checks.Background(testbed, "gwlb", _inject(testbed, target, "--kind", "flood", "--duration", str(FLOOD_S)))
+    floods = [checks.Background(testbed, "gwlb", _inject(testbed, target, "--kind", "flood", "--duration", str(FLOOD_S), "--rate", str(FLOOD_PPS)))
               for target in _registered(testbed)]
     checks.wait_for(lambda: False, 0.3)
-    during = checks.udp_exchange(testbed, hosts.client, hosts.server, inner_size=256, count=20, timeout_s=FLOOD_S - 0.5)
+    during = checks.udp_exchange(testbed, hosts.client, hosts.server, inner_size=256, count=40, timeout_s=FLOOD_S - 0.5)
     rates = [flood.result(timeout_s=FLOOD_S + 30) for flood in floods]
     delivered = during["received_intact"] / during["sent"]
     if delivered < FLOOD_DELIVERY_FLOOR:

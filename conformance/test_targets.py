@@ -153,10 +153,16 @@ def test_deregistered_target_drains(testbed, hosts, restore):
         raise HarnessError(f"{victim} is still {target_view(testbed, victim)['state']} after the {delay:g} s deregistration delay")
 
 
+@pytest.fixture
+def rebalance(testbed):
+    """target_failover = rebalance for one check (AWS lets it change on a live target group)."""
+    testbed.control.post("/attributes/target_failover/rebalance")
+    yield
+    testbed.control.post(f"/attributes/target_failover/{'rebalance' if testbed.topology.gwlb.rebalance else 'no_rebalance'}")
+
+
 @pytest.mark.requirement("REB-REBALANCE-MIDSTREAM")
-def test_rebalanced_flow_continues_mid_stream(testbed, hosts, probe, restore, record_property):
-    if not testbed.rebalance:
-        pytest.skip(f"topology {testbed.topology.name} uses target_failover no_rebalance")
+def test_rebalanced_flow_continues_mid_stream(testbed, hosts, probe, rebalance, restore, record_property):
     failover = probe.interval_s * probe.unhealthy_threshold + probe.interval_s + probe.timeout_s + TOLERANCE_S
     stream = checks.tcp_stream(testbed, hosts.other_client, hosts.server, duration_s=failover + 3)
     if wait_for(lambda: bool(checks.flows_of(testbed, checks.PROTO_TCP, testbed.host_address(hosts.other_client))), 2.0) is None:

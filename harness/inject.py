@@ -133,20 +133,24 @@ def inject(source: str, target: str, eni: int, inner: tuple[str, str], kind: str
     return {"kind": kind, "sent": count, "echoed": injector.echoed(nonce, listen_s)}
 
 
-def flood(source: str, target: str, eni: int, inner_ends: tuple[str, str], duration_s: float) -> dict[str, object]:
-    """Malformed packets of every kind, as fast as one core sends them, for `duration_s`."""
+def flood(source: str, target: str, eni: int, inner_ends: tuple[str, str], duration_s: float, rate_pps: int) -> dict[str, object]:
+    """Malformed packets of every kind at `rate_pps` (paced every 10 ms) for `duration_s`."""
     injector = Injector(source, target)
     nonce = os.urandom(4).hex().encode()
     inner = _inner(nonce, *inner_ends)
     packets = [build(eni, inner) for build in KINDS.values() for _ in range(8)]
-    sent, end = 0, time.monotonic() + duration_s
-    while time.monotonic() < end:
-        for payload in packets:
+    per_tick = max(1, rate_pps // 100)
+    sent, start = 0, time.monotonic()
+    end = start + duration_s
+    while (now := time.monotonic()) < end:
+        due = int((now - start) * rate_pps) + per_tick
+        while sent < due:
             try:
-                injector.send(payload)
+                injector.send(packets[sent % len(packets)])
             except OSError:
-                continue
+                pass
             sent += 1
+        time.sleep(0.01)
     return {"kind": "flood", "sent": sent, "duration_s": duration_s, "pps": round(sent / duration_s)}
 
 
@@ -160,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=3)
     parser.add_argument("--listen", type=float, default=0.5, help="seconds to wait for echoes")
     parser.add_argument("--duration", type=float, default=3.0, help="flood duration")
+    parser.add_argument("--rate", type=int, default=10000, help="flood packets per second")
     args = parser.parse_args(argv)
     if args.kind == "flood":
-        result = flood(args.source, args.target, args.eni, tuple(args.inner), args.duration)
+        result = flood(args.source, args.target, args.eni, tuple(args.inner), args.duration, args.rate)
     else:
         result = inject(args.source, args.target, args.eni, tuple(args.inner), args.kind, args.count, args.listen)
     print(json.dumps(result))

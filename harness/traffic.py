@@ -122,13 +122,14 @@ def udp_client(
     intact, damaged = set(), 0
     result: dict[str, Any] = {"inner_size": size, "sent": count, "local_port": sock.getsockname()[1]}
     time.sleep(max(0.0, start_at - time.time()))
-    deadline = time.monotonic() + timeout
+    end = time.monotonic() + timeout
     for seq in range(count):
         try:
             sock.send(payload(seq, length, tag))
         except OSError as error:
             result["error"] = f"{type(error).__name__}: {error}"
             break
+        deadline = min(end, time.monotonic() + timeout / count) if seq < count - 1 else end
         while seq not in intact and (left := deadline - time.monotonic()) > 0:
             sock.settimeout(left)
             try:
@@ -251,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         client.add_argument("--host", required=True)
         client.add_argument("--port", type=int, required=True)
         client.add_argument("--size", type=int, required=True)
-        client.add_argument("--timeout", type=float, default=2.0, help="seconds for the whole exchange")
+        client.add_argument("--timeout", type=float, default=2.0,
+                            help="seconds for the whole exchange; each echo waits at most its share")
     tcp.add_argument("--source-port", type=int, default=0)
     tcp.add_argument("--reset", action="store_true", help="close with RST (no TIME_WAIT)")
     udp.add_argument("--count", type=int, default=5)

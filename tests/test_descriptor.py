@@ -84,6 +84,27 @@ def test_minimal_descriptor_gets_defaults(tmp_path: Path) -> None:
     assert (descriptor.mtu, descriptor.sysctls, descriptor.claims) == (9001, (), frozenset())
 
 
+IMAGES = Path(__file__).resolve().parents[1] / "appliance-images"
+SHIPPED = sorted(IMAGES.glob("**/appliance*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[str(p.relative_to(IMAGES)) for p in SHIPPED])
+def test_shipped_descriptors_load_and_name_the_schema(path: Path) -> None:
+    depth = len(path.relative_to(IMAGES.parent).parts) - 1
+    header = f"# yaml-language-server: $schema={'../' * depth}harness/schemas/appliance.schema.json\n"
+    assert path.read_text().startswith(header)
+    load_descriptor(path)
+
+
+def test_reference_docker_descriptor_matches_the_process_one() -> None:
+    process = load_descriptor(IMAGES / "reference" / "appliance.yaml")
+    docker = load_descriptor(IMAGES / "reference" / "appliance-docker.yaml")
+    assert docker.launch.kind is LaunchKind.DOCKER and docker.launch.command is None
+    assert docker.launch.image == f"gwlb-conformance/reference:{process.version}"
+    assert (docker.name, docker.version, docker.health_check) == (process.name, process.version, process.health_check)
+    assert dict(docker.sysctls)["net.ipv4.ip_forward"] == "1"
+
+
 def test_schema_lists_the_known_claims() -> None:
     schema = json.loads((SCHEMA_DIR / "appliance.schema.json").read_text())
     assert set(schema["properties"]["claims"]["items"]["enum"]) == KNOWN_CLAIMS
@@ -193,8 +214,12 @@ CASES = {
         "interface.mtu: 9217 is not a valid value; expected an integer from 1500 to 9216"),
     "sysctl name": (
         set_in("sysctls", "ip_forward", value=1),
-        "sysctls.ip_forward: 'ip_forward' is not a valid key; expected a sysctl name in dotted form like "
-        "net.ipv4.ip_forward"),
+        "sysctls.ip_forward: 'ip_forward' is not a valid key; expected a network sysctl in dotted form "
+        "like net.ipv4.ip_forward (only net.* ones belong to the target's namespace)"),
+    "sysctl outside the namespace": (
+        set_in("sysctls", "kernel.pid_max", value=99999),
+        "sysctls.kernel.pid_max: 'kernel.pid_max' is not a valid key; expected a network sysctl in "
+        "dotted form like net.ipv4.ip_forward (only net.* ones belong to the target's namespace)"),
     "sysctl value": (
         set_in("sysctls", "net.ipv4.ip_forward", value=[1]),
         "sysctls.net.ipv4.ip_forward: expected a string or an integer, got a list [1]"),

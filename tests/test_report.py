@@ -1,9 +1,14 @@
 """The report plugin end to end: tiny synthetic test files run under pytester with a ReportPlugin,
-then results.json (against its schema), junit.xml and index.html are read back."""
+then results.json (against its schema), junit.xml, index.html, the per-check captures and the
+bundle are read back. The rendered page in a real browser is tests/test_report_browser.py."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import subprocess
+import tarfile
 import textwrap
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -13,8 +18,16 @@ from typing import Any
 
 import jsonschema
 import pytest
+from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.utils import PcapReader, rdpcap, wrpcap
 
+from harness import geneve
+from harness.bundle import write_bundle
 from harness.catalog import Catalog, Family, Level, Requirement
+from harness.errors import HarnessError
+from harness.report import pcaps, plots, properties
+from harness.report import plugin as plugin_module
 from harness.report import (
     CheckResult,
     ReportPlugin,
@@ -174,6 +187,7 @@ def test_failing_must_is_not_conformant(run_checks) -> None:
         "family": "ENC",
         "level": "MUST",
         "title": "First",
+        "statement": "One must hold.",
         "needs": None,
         "status": "fail",
         "message": "header not echoed",
@@ -307,7 +321,9 @@ def test_skips_and_not_claimed(run_checks) -> None:
     )
 
     assert run.check("test_v6")["status"] == "not_claimed"
-    assert run.check("test_soft") | {"duration_s": 0} == {
+    soft = run.check("test_soft")
+    assert soft["started_at"] <= soft["finished_at"]
+    assert soft | {"duration_s": 0, "started_at": None, "finished_at": None} == {
         "nodeid": "test_checks.py::test_soft",
         "requirements": ["ENC-SOFT"],
         "status": "skip",
@@ -316,6 +332,9 @@ def test_skips_and_not_claimed(run_checks) -> None:
         "details": "",
         "pcap": None,
         "properties": {},
+        "data": {},
+        "started_at": None,
+        "finished_at": None,
     }
     assert run.requirement("FLOW-V6")["status"] == "not_claimed"
     assert run.requirement("ENC-SOFT")["status"] == "skip"
@@ -458,7 +477,7 @@ def test_everything_is_escaped(run_checks) -> None:
         """
     )
 
-    assert "<script>" not in run.html
+    assert "<script>alert" not in run.html
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp;" in run.html
     failure = run.testcase("test_nasty").find("failure")
     replaced_nul = "\N{REPLACEMENT CHARACTER}"
@@ -513,3 +532,267 @@ def test_verdict(checks: list[CheckResult], verdict: Verdict) -> None:
 
 def test_exit_codes() -> None:
     assert [v.exit_code for v in Verdict] == [0, 1, 2]
+
+
+# Documented properties, per-check captures, plots and the bundle.
+
+CAPTURE_CHECKS = """
+    import time
+    import pytest
+    from scapy.all import IP, UDP, ICMP, Raw
+    from scapy.layers.l2 import CookedLinuxV2
+    from scapy.utils import PcapWriter
+    from harness import geneve
+
+    HEADER = geneve.aws_header(geneve.PROTO_IPV4, geneve.AwsMetadata(0x12345678, 0x9ABC, 0x195373EE)).encode()
+
+    def send(marker):
+        inner = IP(src="10.0.1.10", dst="10.0.2.10") / ICMP() / Raw(marker.encode())
+        packet = (CookedLinuxV2(proto=0x0800, ifindex=2, lladdrtype=1, lladdrlen=6, src=b"\\x02" * 6)
+                  / IP(src="10.200.0.1", dst="10.200.0.11") / UDP(sport=40001, dport=6081)
+                  / Raw(HEADER + bytes(inner)))
+        with PcapWriter(r"{capture}", linktype=276, append=True, sync=True) as writer:
+            writer.write(packet)
+
+    @pytest.fixture(scope="module")
+    def traffic():
+        send("module-fixture")
+
+    @pytest.mark.requirement("ENC-ONE")
+    def test_first(traffic):
+        time.sleep(0.25)
+        send("first")
+        time.sleep(0.25)
+
+    @pytest.mark.requirement("ENC-TWO")
+    def test_fails(traffic):
+        time.sleep(0.35)
+        send("fails")
+        pytest.fail("cookie not echoed")
+
+    @pytest.mark.requirement("ENC-SOFT")
+    def test_last():
+        time.sleep(0.35)
+        send("last")
+"""
+
+
+def _markers(pcap: Path) -> list[str]:
+    """The text each inner ICMP packet of a capture carries (CAPTURE_CHECKS writes them)."""
+    markers = []
+    for packet in rdpcap(str(pcap)):
+        payload = bytes(packet[UDP].payload)
+        inner = IP(payload[geneve.GeneveHeader.decode(payload).length:])
+        markers.append(bytes(inner[ICMP].payload).decode())
+    return markers
+
+
+def test_failing_check_gets_its_packets_cut_from_the_capture(pytester: pytest.Pytester) -> None:
+    capture = pytester.path / "report" / "pcaps" / "gwlb.pcap"
+    capture.parent.mkdir(parents=True)
+    pytester.makepyfile(test_checks=textwrap.dedent(CAPTURE_CHECKS).replace("{capture}", str(capture)))
+    plugin = ReportPlugin(CATALOG, INFO, pytester.path / "report", capture_settle_s=0)
+    pytester.runpytest("-p", "no:cacheprovider", plugins=[plugin])
+
+    result = plugin.result
+    failing = next(c for c in result.checks if c.name == "test_fails")
+    assert failing.pcap == "pcaps/test_checks.test_fails.pcap"
+    assert [c.pcap for c in result.checks if c.name != "test_fails"] == [None, None]
+    assert _markers(pytester.path / "report" / failing.pcap) == ["module-fixture", "fails"]
+    assert result.artifacts.capture == "pcaps/gwlb.pcap"
+    html = (pytester.path / "report" / "index.html").read_text()
+    assert '<a href="pcaps/test_checks.test_fails.pcap">' in html
+    assert failing.started_at is not None and failing.finished_at is not None
+    assert (failing.finished_at - failing.started_at).total_seconds() >= 0.35
+
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed (Debian package tshark)")
+    done = subprocess.run(
+        ["tshark", "-r", str(pytester.path / "report" / failing.pcap), "-Y", "geneve",
+         "-T", "fields", "-e", "geneve.option.class", "-e", "geneve.option.type"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert done.stdout.split("\n")[:2] == ["0x0108,0x0108,0x0108\t0x01,0x02,0x03"] * 2
+
+
+def test_cut_keeps_link_type_and_skips_empty_outputs(tmp_path: Path) -> None:
+    packets = [Ether() / IP() / UDP(dport=6081) for _ in range(3)]
+    for second, packet in zip((10.0, 20.0, 30.0), packets):
+        packet.time = second
+    source = tmp_path / "all.pcap"
+    wrpcap(str(source), packets)
+    hit, miss = tmp_path / "hit.pcap", tmp_path / "miss.pcap"
+
+    counts = pcaps.cut(source, {hit: [pcaps.Window(9, 11), pcaps.Window(29.5, 30.5)], miss: [pcaps.Window(40, 50)]})
+
+    assert counts == {hit: 2, miss: 0}
+    assert not miss.exists()
+    with PcapReader(str(hit)) as reader:
+        assert reader.linktype == 1
+        assert [float(p.time) for p in reader] == [10.0, 30.0]
+
+
+def test_cut_rejects_what_is_not_a_capture(tmp_path: Path) -> None:
+    bogus = tmp_path / "gwlb.pcap"
+    bogus.write_bytes(b"not a capture at all")
+
+    with pytest.raises(pcaps.CaptureError, match="cannot read the capture .*gwlb.pcap"):
+        pcaps.cut(bogus, {tmp_path / "out.pcap": [pcaps.Window(0, 1)]})
+
+
+@pytest.mark.parametrize(
+    ("nodeid", "name"),
+    [
+        ("conformance/test_mtu.py::test_boundary_sizes_cross_intact[1500]", "test_mtu.test_boundary_sizes_cross_intact-1500.pcap"),
+        ("conformance/test_enc.py::TestEcho::test_header", "test_enc.TestEcho.test_header.pcap"),
+        ("conformance/test_x.py::test_y[a/b c]", "test_x.test_y-a-b-c.pcap"),
+    ],
+)
+def test_pcap_names(nodeid: str, name: str) -> None:
+    assert pcaps.pcap_name(nodeid) == name
+
+
+def test_documented_properties_are_decoded(run_checks) -> None:
+    run = run_checks(
+        """
+        import pytest
+
+        @pytest.mark.requirement("ENC-ONE", "ENC-TWO", "ENC-SOFT")
+        def test_echo(record_property):
+            record_property("expected_header", bytes.fromhex("0800080000000000"))
+            record_property("observed_header", "08 00 08 00 00 00 00 01")
+            record_property("drops", '{"unknown_cookie": 3}')
+            record_property("flows_per_target", {"a1": 10, "a2": 12})
+            record_property("expected", "cookie 0x1")
+            record_property("observed", "cookie 0x2")
+            record_property("target", "a1")
+            pytest.fail("header differs")
+        """
+    )
+
+    check = run.check("test_echo")
+    assert check["data"] == {
+        "expected_header": "0800080000000000",
+        "observed_header": "0800080000000001",
+        "drops": {"unknown_cookie": 3},
+        "flows_per_target": {"a1": 10, "a2": 12},
+        "expected": "cookie 0x1",
+        "observed": "cookie 0x2",
+    }
+    assert check["properties"] == {"target": "a1"}
+    assert '<span class="byte diff">00</span>' in run.html and '<span class="byte diff">01</span>' in run.html
+    assert 'data-plot="flows_per_target"' in run.html and "flow cookie the GWLB never issued" in run.html
+    properties = {p.get("name"): p.get("value") for p in run.testcase("test_echo").iter("property")}
+    assert properties["drops"] == '{"unknown_cookie":3}' and properties["target"] == "a1"
+
+
+def test_malformed_documented_property_is_a_harness_error(run_checks) -> None:
+    run = run_checks(
+        """
+        import pytest
+
+        @pytest.mark.requirement("ENC-ONE", "ENC-TWO", "ENC-SOFT")
+        def test_echo(record_property):
+            record_property("drops", '{"dst_port": -1}')
+            record_property("expected_header", "08 0")
+        """
+    )
+
+    assert run.results["errors"] == [
+        "check test_checks.py::test_echo recorded property drops.dst_port: expected a count (integer ≥ 0), found -1",
+        "check test_checks.py::test_echo recorded property expected_header: expected hex digits in pairs, found '08 0'",
+    ]
+    assert run.results["verdict"] == "ERROR"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "error"),
+    [
+        ("flows_per_target", "[1, 2]", "flows_per_target: expected a JSON object of counts, found list"),
+        ("flows_per_target", "{oops", "flows_per_target: expected JSON"),
+        ("perf", [{"pps": 5}], r"perf\[0\]: missing \['size'\]"),
+        ("perf", [{"size": 64, "speed": 1}], r"perf\[0\]: unknown keys \['speed'\]"),
+        ("failover_timeline", {"t": [0, 1], "packets": {"a1": [1]}}, "failover_timeline.packets.a1: expected 2 counts"),
+        ("rejects", [{"reason": 3}], r"rejects\[0\].reason: expected text"),
+    ],
+)
+def test_property_shapes_are_checked(name: str, value: object, error: str) -> None:
+    with pytest.raises(properties.PropertyError, match=error):
+        properties.decode(name, value)
+
+
+def test_every_documented_property_is_in_the_schema_and_the_plugin_docs() -> None:
+    schema = json.loads(SCHEMA_PATH.read_text("utf-8"))
+    assert set(schema["$defs"]["data"]["properties"]) == set(properties.DECODERS)
+    for name in [*properties.DECODERS, "pcap", "details"]:
+        assert f"`{name}`" in plugin_module.__doc__
+    assert set(plots.registered()) <= set(properties.DECODERS)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("flows_per_target", {"a1": 3, "a2": 5}),
+        ("failover_timeline", {"t": [0, 1], "packets": {"a1": [3, 0], "a2": [3, 6]},
+                               "events": [{"t": 0.5, "target": "a1", "state": "unhealthy"}]}),
+        ("perf", [{"size": 64, "pps": 1e6}, {"size": 1500, "pps": 5e5, "latency_p99_us": 80}]),
+    ],
+)
+def test_plots_render_to_inline_svg(name: str, value: object) -> None:
+    check = CheckResult("t.py::test_x", ("ENC-ONE",), Status.PASS, 0.1,
+                        data=((name, properties.decode(name, value)),))
+
+    (plot,) = plots.check_plots(check)
+
+    assert plot.property == name and plot.svg.startswith("<svg") and plot.svg.endswith("</svg>")
+    assert "xmlns" not in plot.svg.split(">", 1)[0] and "<metadata>" not in plot.svg
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("flows_per_target", {}), ("flows_per_target", {"a1": 0}), ("failover_timeline", {"t": [], "packets": {}}),
+     ("perf", [{"size": 64}])],
+)
+def test_plots_without_data_are_left_out(name: str, value: object) -> None:
+    check = CheckResult("t.py::test_x", ("ENC-ONE",), Status.PASS, 0.1,
+                        data=((name, properties.decode(name, value)),))
+
+    assert plots.check_plots(check) == []
+
+
+def test_bundle_holds_the_report_and_checksums(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_checks=textwrap.dedent(ALL_PASS))
+    descriptor = pytester.path / "vendor.yaml"
+    descriptor.write_text("name: demo-appliance\nversion: '1.2'\n", encoding="utf-8")
+    out = pytester.path / "report"
+    plugin = ReportPlugin(CATALOG, INFO, out, descriptor=descriptor)
+    pytester.runpytest("-p", "no:cacheprovider", plugins=[plugin])
+
+    with tarfile.open(out / "bundle.tar.gz") as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        files = {name.split("/", 1)[1]: tar.extractfile(m).read() for name, m in members.items() if m.isfile()}
+    assert set(members) == {"gwlb-conformance-run-test"} | {f"gwlb-conformance-run-test/{n}" for n in files}
+    assert sorted(files) == ["SHA256SUMS", "appliance.yaml", "environment.json", "index.html", "junit.xml", "results.json"]
+    assert files["appliance.yaml"] == descriptor.read_bytes()
+    assert files["results.json"] == (out / "results.json").read_bytes()
+    sums = dict(reversed(line.split("  ")) for line in files["SHA256SUMS"].decode().splitlines())
+    assert sums == {name: hashlib.sha256(data).hexdigest() for name, data in files.items() if name != "SHA256SUMS"}
+    assert all(m.uid == 0 and m.uname == "root" for m in members.values())
+    environment = json.loads(files["environment.json"])
+    assert environment["harness_version"] == "0.1.0"
+    assert environment["python_packages"]["pytest"] and environment["kernel"]
+    assert plugin.result.artifacts.bundle == "bundle.tar.gz"
+
+
+def test_bundle_is_reproducible(tmp_path: Path) -> None:
+    for name in ("index.html", "results.json", "junit.xml", "environment.json"):
+        (tmp_path / name).write_text(name, encoding="utf-8")
+    first = write_bundle(tmp_path, run_id="x", descriptor=None, mtime=1_700_000_000).read_bytes()
+    second = write_bundle(tmp_path, run_id="x", descriptor=None, mtime=1_700_000_000).read_bytes()
+
+    assert first == second
+
+
+def test_bundle_names_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match=r"cannot put the report file .*index.html into the bundle"):
+        write_bundle(tmp_path, run_id="x", descriptor=None, mtime=0)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -125,20 +127,34 @@ def six_targets_in_a_28(data: dict[str, Any]) -> None:
     data["gwlb"].update(target_subnet="10.200.0.0/28", targets_per_zone=3)
 
 
+def dual_stack(consumers6: str, servers6: str) -> Edit:
+    def edit(data: dict[str, Any]) -> None:
+        data["endpoints"][0]["consumers"]["subnet6"] = consumers6
+        data["endpoints"][0]["servers"]["subnet6"] = servers6
+    return edit
+
+
+def two_arm(
+    subnet: str = "10.250.0.0/24", servers: str = "10.99.0.0/24", hosts: list[str] | None = None
+) -> dict[str, Any]:
+    return {"subnet": subnet, "servers": {"subnet": servers, "hosts": hosts or ["w1"]}}
+
+
 EP = ("endpoints", 0)
 ATTR = ("gwlb", "attributes")
 INVALID = "is not a valid value; expected"
 CASES: dict[str, tuple[Edit, str, str]] = {
     "unknown top-level key": (
         set_in("extra", value=1), "extra",
-        "unknown key 'extra'; allowed keys: name, zones, gwlb, endpoints, links"),
+        "unknown key 'extra'; allowed keys: name, zones, gwlb, endpoints, links, two_arm"),
     "unknown nested key": (
         set_in(*EP, "eni", value="x"), "endpoints[0].eni",
         "unknown key 'eni'; allowed keys: name, eni_id, attachment_id, zone, consumers, servers"),
     "unknown attribute": (
         set_in(*ATTR, "stickiness", value="five_tuple"), "gwlb.attributes.stickiness",
         "unknown key 'stickiness'; allowed keys: stickiness.type, tcp.idle_timeout.seconds, "
-        "deregistration_delay.timeout_seconds, load_balancing.cross_zone.enabled"),
+        "deregistration_delay.timeout_seconds, load_balancing.cross_zone.enabled, "
+        "target_failover.on_unhealthy, target_failover.on_deregistration"),
     "missing key": (
         delete(*EP, "eni_id"), "endpoints[0].eni_id", "required key is missing"),
     "wrong type": (
@@ -243,6 +259,38 @@ CASES: dict[str, tuple[Edit, str, str]] = {
         set_in("gwlb", "address", value="10.200.0.300"), "gwlb.address",
         "'10.200.0.300' is not valid (Octet 300 (> 255) not permitted in '10.200.0.300'); "
         "expected an IPv4 address"),
+    "subnet6 not unique local": (
+        set_in(*EP, "consumers", "subnet6", value="2001:db8::/64"), "endpoints[0].consumers.subnet6",
+        "2001:db8::/64 is not unique local; expected a unique local network inside fc00::/7"),
+    "subnet6 uppercase": (
+        set_in(*EP, "consumers", "subnet6", value="FD00::/64"), "endpoints[0].consumers.subnet6",
+        "'FD00::/64' is not valid; expected an IPv6 network in CIDR form like fd00:1::/64 (lowercase hex)"),
+    "subnet6 host bits": (
+        set_in(*EP, "consumers", "subnet6", value="fd00::1/64"), "endpoints[0].consumers.subnet6",
+        "'fd00::1/64' is not valid (fd00::1/64 has host bits set); expected a network like fd00:1::/64"),
+    "subnet6 too small": (
+        set_in(*EP, "consumers", "subnet6", value="fd00::/121"), "endpoints[0].consumers.subnet6",
+        "fd00::/121 is too small; expected a prefix of /120 or shorter"),
+    "subnet6 overlap": (
+        dual_stack("fd00:1::/64", "fd00:1::/48"), "endpoints[0].servers.subnet6",
+        "fd00:1::/48 overlaps consumers.subnet6 fd00:1::/64; expected separate networks"),
+    "two-arm without servers": (
+        set_in("two_arm", value={"subnet": "10.250.0.0/24"}), "two_arm.servers", "required key is missing"),
+    "two-arm subnet over targets": (
+        set_in("two_arm", value=two_arm("10.200.0.0/16")), "two_arm.subnet",
+        "10.200.0.0/16 overlaps gwlb.target_subnet 10.200.0.0/24; expected a separate network"),
+    "two-arm servers over its subnet": (
+        set_in("two_arm", value=two_arm(servers="10.250.0.0/25")), "two_arm.servers.subnet",
+        "10.250.0.0/25 overlaps two_arm.subnet 10.250.0.0/24; expected a separate network"),
+    "endpoint over two-arm subnet": (
+        set_in("two_arm", value=two_arm("10.0.2.0/24", servers="10.99.0.0/24")), "endpoints[0].servers.subnet",
+        "10.0.2.0/24 overlaps two_arm.subnet 10.0.2.0/24; expected a separate network"),
+    "two-arm server named egress": (
+        set_in("two_arm", value=two_arm(hosts=["egress"])), "two_arm.servers.hosts[0]",
+        "'egress' is reserved for the two-arm egress router; expected another name"),
+    "two-arm server named like a consumer": (
+        set_in("two_arm", value=two_arm(hosts=["c1"])), "two_arm.servers.hosts[0]",
+        "'c1' is already used by endpoints[0].consumers.hosts[0]; expected names unique in the topology"),
     "no room for targets": (
         six_targets_in_a_28,
         "gwlb.target_subnet",
@@ -294,3 +342,84 @@ def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.yaml"
     expected = f"{path}: cannot read file: [Errno 2] No such file or directory"
     assert str(failure(path)).startswith(expected)
+
+
+LIBRARY = sorted((Path(__file__).resolve().parents[1] / "topologies").glob("*.yaml"))
+
+
+def test_library_has_the_documented_topologies() -> None:
+    assert {path.stem for path in LIBRARY} >= {
+        "default", "two-zones", "two-zones-cross-zone", "multi-endpoint", "dual-stack", "scale", "two-arm-nat",
+    }
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=[path.stem for path in LIBRARY])
+def test_library_topology_loads_and_draws_itself(path: Path) -> None:
+    text = path.read_text()
+    assert text.startswith("# yaml-language-server: $schema=../harness/schemas/topology.schema.json\n")
+    drawing = [line for line in text.splitlines() if line.startswith("#") and any(c in line for c in "─|│")]
+    assert len(drawing) >= 3, f"{path.name} should draw its topology in a comment"
+    topology = load_topology(path)
+    assert topology.name == path.stem
+
+
+def test_library_topologies_have_what_their_names_say() -> None:
+    loaded = {path.stem: load_topology(path) for path in LIBRARY}
+    off, on = loaded["two-zones"], loaded["two-zones-cross-zone"]
+    assert (off.zones, off.target_count, off.gwlb.cross_zone) == (("az1", "az2"), 4, False)
+    assert (on.zones, on.target_count, on.gwlb.cross_zone) == (("az1", "az2"), 4, True)
+    assert {e.zone for e in off.endpoints} == {"az1", "az2"}
+    multi = loaded["multi-endpoint"].endpoints
+    assert len(multi) == 3 and len({e.eni_id for e in multi}) == 3
+    assert multi[0].consumers.cidr == multi[1].consumers.cidr and multi[0].servers.cidr == multi[1].servers.cidr
+    assert not multi[2].consumers.cidr.overlaps(multi[0].consumers.cidr)
+    scale = loaded["scale"]
+    assert scale.target_count == 8 and len(scale.endpoints[0].consumers.hosts) >= 16
+    dual = loaded["dual-stack"]
+    assert dual.dual_stack and not loaded["default"].dual_stack
+    assert loaded["two-arm-nat"].two_arm is not None and loaded["default"].two_arm is None
+
+
+def test_dual_stack_addresses() -> None:
+    topology = load_topology(default_topology_path().with_name("dual-stack.yaml"))
+    consumers = topology.endpoints[0].consumers
+    assert consumers.cidr6 == ipaddress.IPv6Network("fd00:1::/64")
+    assert (str(consumers.gateway6), str(consumers.address6_of("c2"))) == ("fd00:1::1", "fd00:1::b")
+    assert str(consumers.address_of("c2")) == "10.0.1.11"
+    with pytest.raises(ValueError, match="subnet 10.0.1.0/24 has no subnet6"):
+        load_topology(default_topology_path()).endpoints[0].consumers.address6_of("c1")
+
+
+def test_two_arm_addresses_and_subnets() -> None:
+    topology = load_topology(default_topology_path().with_name("two-arm-nat.yaml"))
+    two_arm = topology.two_arm
+    assert two_arm is not None
+    assert (str(two_arm.router_address), str(two_arm.target_address(1))) == ("10.250.0.1", "10.250.0.12")
+    assert two_arm.servers.hosts == ("w1",) and str(two_arm.servers.address_of("w1")) == "10.99.0.10"
+    assert topology.subnets()[-1] is two_arm.servers
+
+
+def test_cli_rejects_a_malformed_topology_in_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, set_in(*EP, "zone", value="az9"))
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--topology", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == (f"gwlb-conformance: error: {path}: endpoints[0].zone: "
+                           "'az9' is not in zones; expected one of: az1\n")
+
+
+def test_target_failover_must_be_equal(tmp_path) -> None:
+    import yaml
+
+    from harness.errors import ConfigError
+    from harness.topology import default_topology_path, load_topology
+
+    raw = yaml.safe_load(default_topology_path().read_text())
+    raw["gwlb"]["attributes"]["target_failover.on_unhealthy"] = "rebalance"
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="must have the same value"):
+        load_topology(path)
+    raw["gwlb"]["attributes"]["target_failover.on_deregistration"] = "rebalance"
+    path.write_text(yaml.safe_dump(raw))
+    assert load_topology(path).gwlb.rebalance is True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import logging
 import os
 import platform
 import secrets
@@ -14,7 +15,7 @@ from types import FrameType
 
 import pytest
 
-from harness import suite
+from harness import runs, suite
 from harness.catalog import default_catalog_path, load_catalog
 from harness.descriptor import Descriptor, load_descriptor
 from harness.errors import HarnessError
@@ -71,11 +72,16 @@ def execute(args: argparse.Namespace) -> int:
         kernel=platform.release(),
         started_at=datetime.datetime.now(datetime.timezone.utc),
     )
-    report = ReportPlugin(catalog, info, out)
+    report = ReportPlugin(catalog, info, out, descriptor=args.appliance)
     if os.geteuid() != 0:
         raise HarnessError("run needs root: it creates network namespaces, tun devices and raw sockets")
     signal.signal(signal.SIGTERM, _interrupt)
-    testbed = Testbed(topology, descriptor, timers, out, strict=args.strict)
+    quiet = args.quiet or os.environ.get("CI") == "true"
+    if not quiet:
+        logging.getLogger("gwlb").setLevel(logging.INFO)
+    runs.reap_dead_runs()
+    record = runs.RunRecord.open(run_id, NAME, out, topology.name)
+    testbed = Testbed(topology, descriptor, timers, out, strict=args.strict, run_id=run_id, record=record)
     try:
         failure = None
         try:
@@ -84,9 +90,12 @@ def execute(args: argparse.Namespace) -> int:
             failure = str(error)
             report.add_error(failure)
         provider = TestbedProvider(None if failure else testbed, failure)
-        pytest.main(suite_arguments(args.keyword, args.quiet), plugins=[report, suite, provider])
+        pytest.main(suite_arguments(args.keyword, quiet), plugins=[report, suite, provider])
     finally:
-        testbed.stop()
+        try:
+            testbed.stop()
+        finally:
+            record.close()
     result = report.result
     print(f"{result.verdict.value}: report at {out / 'index.html'}")
     return result.verdict.exit_code

@@ -2,9 +2,12 @@
 
 `model` holds pytest-free result types and the verdict rules; `plugin` turns pytest reports into
 them; `render_json`, `render_junit` and `render_html` write results.json, junit.xml and index.html.
+`properties` decodes the documented values checks record, `plots` draws them (the registry to
+extend), `pcaps` cuts each failing check's packets out of the run's capture.
 """
 
 from harness.report.model import (
+    Artifacts,
     CheckResult,
     RequirementResult,
     RunInfo,
@@ -16,6 +19,7 @@ from harness.report.model import (
 from harness.report.plugin import ReportPlugin
 
 __all__ = [
+    "Artifacts",
     "CheckResult",
     "ReportPlugin",
     "RequirementResult",

@@ -13,6 +13,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from harness.catalog import Catalog, Level, Requirement
 
@@ -67,7 +68,11 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One pytest test item: `message` is one line, `details` the long diagnostic."""
+    """One pytest test item: `message` is one line, `details` the long diagnostic.
+
+    `data` holds the documented properties the check recorded, decoded (properties.py);
+    `properties` any other recorded values as text. `pcap` is relative to the report folder.
+    """
 
     nodeid: str
     requirement_ids: tuple[str, ...]
@@ -77,6 +82,28 @@ class CheckResult:
     details: str = ""
     pcap: str | None = None
     properties: tuple[tuple[str, str], ...] = ()
+    data: tuple[tuple[str, Any], ...] = ()
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def name(self) -> str:
+        """The test's name without its file, e.g. `test_boundary_sizes[1500]`."""
+        return self.nodeid.rpartition("::")[2] or self.nodeid
+
+    def get(self, name: str) -> Any:
+        """A decoded documented property, or None when the check did not record it."""
+        return dict(self.data).get(name)
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """Files of the run folder the report links to, relative to it."""
+
+    capture: str | None = None
+    logs: tuple[str, ...] = ()
+    bundle: str | None = None
+    environment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +129,7 @@ class RunResult:
     checks: tuple[CheckResult, ...]
     verdict: Verdict
     errors: tuple[str, ...]
+    artifacts: Artifacts = Artifacts()
 
     @property
     def warnings(self) -> tuple[RequirementResult, ...]:
@@ -120,6 +148,7 @@ def build_result(
     info: RunInfo,
     checks: Iterable[CheckResult],
     errors: Iterable[str] = (),
+    artifacts: Artifacts = Artifacts(),
 ) -> RunResult:
     """Aggregate checks per requirement and decide the verdict.
 
@@ -152,6 +181,7 @@ def build_result(
         checks=checks,
         verdict=_verdict(requirements, all_errors),
         errors=tuple(all_errors),
+        artifacts=artifacts,
     )
 
 

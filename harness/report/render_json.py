@@ -45,6 +45,12 @@ def to_json_dict(result: RunResult) -> dict[str, Any]:
         "warnings": [f"{w.requirement.id} ({w.requirement.level.value}): {w.message}"
                      for w in result.warnings],
         "errors": list(result.errors),
+        "artifacts": {
+            "capture": result.artifacts.capture,
+            "logs": list(result.artifacts.logs),
+            "bundle": result.artifacts.bundle,
+            "environment": result.artifacts.environment,
+        },
     }
 
 
@@ -60,6 +66,7 @@ def _requirement(result: RequirementResult) -> dict[str, Any]:
         "family": requirement.family.value,
         "level": requirement.level.value,
         "title": requirement.title,
+        "statement": requirement.statement,
         "needs": requirement.needs,
         "status": result.status.value,
         "message": result.message,
@@ -77,6 +84,9 @@ def _check(check: CheckResult) -> dict[str, Any]:
         "details": check.details,
         "pcap": check.pcap,
         "properties": dict(check.properties),
+        "data": dict(check.data),
+        "started_at": _timestamp(check.started_at),
+        "finished_at": _timestamp(check.finished_at),
     }
 
 

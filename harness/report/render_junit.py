@@ -1,5 +1,8 @@
 """junit.xml for CI: one testcase per check, plus one erroring testcase per harness error.
 
+Each testcase is named `<requirement IDs> <test name>` and carries what the check recorded
+(its capture, free-form and documented properties) as testcase properties.
+
 Written from the result model rather than by pytest's --junitxml so that testcase names carry
 requirement IDs, not-claimed checks read as skipped, and harness errors fail the CI job too.
 """
@@ -12,6 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from harness.report.model import CheckResult, RunResult, Status
+from harness.report.properties import encode_text
 
 SUITE_NAME = "gwlb-conformance"
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -81,9 +85,13 @@ def _testcase(check: CheckResult) -> ET.Element:
     label = " ".join(check.requirement_ids) or "NO-REQUIREMENT"
     case = ET.Element("testcase", classname=classname, name=f"{label} {name or path}")
     case.set("time", f"{check.duration_s:.3f}")
-    if check.pcap:
+    recorded = [("pcap", check.pcap)] if check.pcap else []
+    recorded += list(check.properties)
+    recorded += [(name, encode_text(value)) for name, value in check.data]
+    if recorded:
         properties = ET.SubElement(case, "properties")
-        ET.SubElement(properties, "property", name="pcap", value=_clean(check.pcap))
+        for name, value in recorded:
+            ET.SubElement(properties, "property", name=name, value=_clean(value))
     text = _clean(check.details or check.message)
     message = _clean(check.message)
     if check.status is Status.FAIL:

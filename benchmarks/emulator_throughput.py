@@ -1,0 +1,400 @@
+#!/usr/bin/env python3
+"""Throughput through the emulated GWLB and the reference appliance, next to the kernel's own veth
+forwarding between two namespaces measured in the same run.
+
+    emulator:  c1 ─► gwlbe1 (tun) ─► emulator ─GENEVE─► a1/a2 ─GENEVE─► emulator ─► gwlbe1 ─► s1
+    baseline:  bench<pid>a ──── veth, MTU 9001 ────► bench<pid>b
+
+The testbed is the harness's own (default topology, reference appliance, accelerated timers),
+built and removed with `Testbed` as `gwlb-conformance run` does. For each inner packet size (the
+IPv4 packet, headers included) a sender offers UDP at a fixed rate for a trial of a few seconds,
+spread over four flows (source ports) so that both targets carry traffic; it batches with
+sendmmsg(2) so that it costs the machine as little as possible. The receiving host holds a bound
+socket that never reads (so the kernel sends no port unreachable), and a trial counts what
+reached the receiver's interface (its rx counters, sampled in the steady part of the trial), so
+no userspace receiver competes for the CPU. Gbps are inner-packet bits. Both paths use the same
+sender, sink and counting.
+
+Each figure is the best of a few trials at fixed offered rates (see `best`): first one above
+what a sending core can produce, then, for a path that loses more than 5% of it, rates doubling
+from what it delivered, since on a small machine a flooding sender takes the CPU the path needs.
+Every trial is printed as a `#` comment line.
+
+Root is needed. This file also plays the `send` and `sink` roles inside the namespaces.
+
+    .venv/bin/python benchmarks/emulator_throughput.py [--duration 2] [--sizes 64,512,1500,8500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import ctypes
+import datetime
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from harness import runs
+from harness.descriptor import load_descriptor
+from harness.testbed import Testbed
+from harness.timers import TimersMode
+from harness.topology import default_topology_path, load_topology
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = Path(__file__).resolve()
+REFERENCE = REPO / "appliance-images" / "reference" / "appliance.yaml"
+SIZES = (64, 512, 1500, 8500)
+OFFERED_PPS = {64: 1_000_000, 512: 1_000_000, 1500: 800_000, 8500: 400_000}
+PORT = 9
+FLOWS = 4
+BATCH = 64
+WARMUP_S = 0.5
+SAMPLE_S = 0.05
+QUIET_S = 0.3
+MAX_LOSS = 0.05
+MAX_TRIALS = 6
+BASELINE_MTU = 9001
+BASELINE_NET = ("10.254.0.1", "10.254.0.2")
+IP_UDP_HEADERS = 28
+
+
+@dataclass(frozen=True)
+class Figure:
+    path: str
+    size: int
+    offered_pps: float
+    pps: float
+
+    @property
+    def gbps(self) -> float:
+        return self.pps * self.size * 8 / 1e9
+
+    @property
+    def loss(self) -> float:
+        return max(0.0, 1 - self.pps / self.offered_pps) if self.offered_pps else 0.0
+
+    def line(self) -> str:
+        return (f"{self.path} size={self.size} pps={self.pps:.0f} gbps={self.gbps:.3f} "
+                f"offered_pps={self.offered_pps:.0f} loss={self.loss:.1%}")
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+class _Msghdr(ctypes.Structure):
+    _fields_ = [
+        ("msg_name", ctypes.c_void_p), ("msg_namelen", ctypes.c_uint32),
+        ("msg_iov", ctypes.POINTER(_Iovec)), ("msg_iovlen", ctypes.c_size_t),
+        ("msg_control", ctypes.c_void_p), ("msg_controllen", ctypes.c_size_t), ("msg_flags", ctypes.c_int),
+    ]
+
+
+class _Mmsghdr(ctypes.Structure):
+    _fields_ = [("msg_hdr", _Msghdr), ("msg_len", ctypes.c_uint)]
+
+
+def send(dst: str, port: int, size: int, rate: float, duration: float, flows: int) -> dict[str, float]:
+    """Offer `rate` packets/s of `size`-byte IPv4 packets for `duration` s; how many were offered
+    in the steady part (from WARMUP_S on) and when (CLOCK_MONOTONIC) it started and ended. A batch
+    the kernel refuses still counts as offered: loss anywhere on the path is the path's."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    payload = ctypes.create_string_buffer(b"\x5a" * (size - IP_UDP_HEADERS), size - IP_UDP_HEADERS)
+    iovec = _Iovec(ctypes.cast(payload, ctypes.c_void_p), size - IP_UDP_HEADERS)
+    messages = (_Mmsghdr * BATCH)()
+    for message in messages:
+        message.msg_hdr.msg_iov = ctypes.pointer(iovec)
+        message.msg_hdr.msg_iovlen = 1
+    sockets = []
+    for _ in range(flows):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        sock.connect((dst, port))
+        sockets.append(sock)
+    offered = turn = 0
+    start = time.monotonic()
+    warm, warm_offered = start + duration, 0
+    while True:
+        elapsed = time.monotonic() - start
+        if elapsed >= duration:
+            break
+        if elapsed >= WARMUP_S and warm_offered == 0:
+            warm, warm_offered = start + elapsed, offered
+        due = min(BATCH, int(rate * elapsed) - offered)
+        if due <= 0:
+            time.sleep(max(0.0, min((offered + BATCH) / rate - elapsed, duration - elapsed)))
+            continue
+        libc.sendmmsg(sockets[turn].fileno(), messages, due, 0)
+        turn = (turn + 1) % flows
+        offered += due
+    end = time.monotonic()
+    for sock in sockets:
+        sock.close()
+    return {"offered": offered - warm_offered, "start": warm, "end": end}
+
+
+def sink(port: int) -> None:
+    """Hold the port without reading, until killed: datagrams die in the full socket buffer."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.bind(("0.0.0.0", port))
+    while True:
+        signal.pause()
+
+
+def rx_counter(pid: int, interface: str) -> int:
+    """Packets received by `interface` in the network namespace of process `pid`."""
+    for line in Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]:
+        name, _, fields = line.partition(":")
+        if name.strip() == interface:
+            return int(fields.split()[1])
+    raise KeyError(f"no interface {interface} in the network namespace of process {pid}")
+
+
+def wait_bound(pid: int, port: int, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    needle = f":{port:04X} "
+    while needle not in Path(f"/proc/{pid}/net/udp").read_text():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the sink did not bind UDP port {port} within {timeout_s:g} s")
+        time.sleep(0.05)
+
+
+def sender_args(dst: str, size: int, rate: float, duration: float) -> list[str]:
+    return [sys.executable, str(SCRIPT), "send", "--dst", dst, "--port", str(PORT), "--size", str(size),
+            "--rate", str(rate), "--duration", str(duration), "--flows", str(FLOWS)]
+
+
+def measure(path: str, size: int, rate: float, duration: float, run_sender: Callable[[list[str]], str],
+            received: Callable[[], int], dst: str) -> Figure:
+    """Offer `rate` for `duration` and count arrivals in the steady part of the sending window.
+
+    The counter is sampled while the sender runs; only samples from WARMUP_S after its first send
+    to its last one count, so flow set-up, queues filling and the backlog draining afterwards are
+    left out; the offered rate is the sender's over the same span (CLOCK_MONOTONIC is shared by all
+    network namespaces, so the sender's times apply).
+    """
+    wait_quiet(received)
+    samples = []
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        sender = pool.submit(run_sender, sender_args(dst, size, rate, duration))
+        while not sender.done():
+            samples.append((time.monotonic(), received()))
+            time.sleep(SAMPLE_S)
+        report = json.loads(sender.result())
+    window = [(t, count) for t, count in samples if report["start"] <= t <= report["end"]]
+    if len(window) < 2:
+        raise RuntimeError(f"{path} {size} B: the sending window held {len(window)} counter samples; use a longer --duration")
+    (t0, c0), (t1, c1) = window[0], window[-1]
+    return Figure(path, size, report["offered"] / (report["end"] - report["start"]), (c1 - c0) / (t1 - t0))
+
+
+def wait_quiet(received: Callable[[], int], timeout_s: float = 10.0) -> None:
+    """Until the previous figure's backlog has drained (no arrivals for QUIET_S)."""
+    deadline = time.monotonic() + timeout_s
+    last = received()
+    while time.monotonic() < deadline:
+        time.sleep(QUIET_S)
+        now = received()
+        if now == last:
+            return
+        last = now
+    raise RuntimeError(f"packets still arriving {timeout_s:g} s after the previous figure ended")
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@contextlib.contextmanager
+def baseline_namespaces() -> Iterator[tuple[str, str]]:
+    """Two namespaces joined by a veth (MTU 9001), removed on the way out whatever happens."""
+    pair = (f"bench{os.getpid()}a", f"bench{os.getpid()}b")
+    created = []
+    try:
+        for name in pair:
+            _ip("netns", "add", name)
+            created.append(name)
+        _ip("-n", pair[0], "link", "add", "bench0", "type", "veth", "peer", "name", "bench1", "netns", pair[1])
+        for name, intf, address in zip(pair, ("bench0", "bench1"), BASELINE_NET):
+            _ip("-n", name, "link", "set", "lo", "up")
+            _ip("-n", name, "link", "set", intf, "mtu", str(BASELINE_MTU), "up")
+            _ip("-n", name, "addr", "add", f"{address}/30", "dev", intf)
+        yield pair
+    finally:
+        for name in reversed(created):
+            subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(3)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+Trial = Callable[[int, float], Figure]
+
+
+@contextlib.contextmanager
+def baseline_rig(duration: float) -> Iterator[Trial]:
+    """The veth pair with a sink in one namespace; trials send from the other."""
+    with baseline_namespaces() as (sender_ns, sink_ns):
+        sink_process = subprocess.Popen(["ip", "netns", "exec", sink_ns, sys.executable, str(SCRIPT), "sink"],
+                                        stdin=subprocess.DEVNULL)
+        try:
+            wait_bound(sink_process.pid, PORT)
+
+            def run_sender(args: list[str]) -> str:
+                return subprocess.run(["ip", "netns", "exec", sender_ns, *args], check=True, capture_output=True,
+                                      text=True, timeout=duration + 30).stdout
+
+            def trial(size: int, rate: float) -> Figure:
+                return measure("baseline", size, rate, duration, run_sender,
+                               lambda: rx_counter(sink_process.pid, "bench1"), BASELINE_NET[1])
+
+            yield trial
+        finally:
+            stop(sink_process)
+
+
+@contextlib.contextmanager
+def emulator_rig(duration: float, out: Path, appliance: Path) -> Iterator[Trial]:
+    """The default testbed with `appliance`; trials send from the first consumer to the first
+    server of the first endpoint."""
+    topology = load_topology(default_topology_path())
+    descriptor = load_descriptor(appliance)
+    endpoint = topology.endpoints[0]
+    consumer, server = endpoint.consumers.hosts[0], endpoint.servers.hosts[0]
+    run_id = runs.new_run_id()
+    runs.reap_dead_runs()
+    with runs.RunRecord.open(run_id, "benchmark", out, topology.name) as record:
+        testbed = Testbed(topology, descriptor, TimersMode.ACCELERATED, out, run_id=run_id, record=record)
+        try:
+            started = time.monotonic()
+            testbed.start()
+            print(f"# testbed up in {time.monotonic() - started:.1f} s", flush=True)
+            testbed.spawn(server, [sys.executable, str(SCRIPT), "sink"], "bench-sink.log")
+            server_pid = testbed.node(server).pid
+            wait_bound(server_pid, PORT)
+
+            def trial(size: int, rate: float) -> Figure:
+                return measure("emulator", size, rate, duration,
+                               lambda args: testbed.run(consumer, args, timeout_s=duration + 30),
+                               lambda: rx_counter(server_pid, f"{server}-eth0"), testbed.host_address(server))
+
+            yield trial
+        finally:
+            testbed.stop()
+
+
+def best(size: int, top: float, trial: Trial, search: bool) -> Figure:
+    """The highest delivered rate over a few fixed offered rates.
+
+    First `top` (above what one sending core produces, so the sender runs flat out). A path that
+    loses more than MAX_LOSS of that is overloaded, and on a small machine the flooding sender then
+    takes the CPU the path needs; so the offered rate starts again at twice what was delivered and
+    doubles until the loss exceeds MAX_LOSS, with one last trial halfway back.
+    """
+    trials = [trial(size, top)]
+    print(f"#   trial {trials[-1].line()}", flush=True)
+    if search and trials[0].loss > MAX_LOSS and trials[0].pps > 0:
+        good, bad, rate = trials[0].pps, None, trials[0].pps * 2
+        while len(trials) < MAX_TRIALS and rate < top:
+            trials.append(trial(size, rate))
+            print(f"#   trial {trials[-1].line()}", flush=True)
+            if trials[-1].loss > MAX_LOSS:
+                bad = rate
+                break
+            good, rate = rate, rate * 2
+        if bad is not None and len(trials) < MAX_TRIALS:
+            trials.append(trial(size, (good + bad) / 2))
+            print(f"#   trial {trials[-1].line()}", flush=True)
+    return max(trials, key=lambda figure: figure.pps)
+
+
+def measure_all(rig: contextlib.AbstractContextManager[Trial], sizes: tuple[int, ...], rates: dict[int, float],
+                search: bool) -> list[Figure]:
+    figures = []
+    with rig as trial:
+        for size in sizes:
+            figures.append(best(size, rates[size], trial, search))
+            print(figures[-1].line(), flush=True)
+    return figures
+
+
+def _rates(texts: list[str]) -> dict[int, float]:
+    rates = dict(OFFERED_PPS)
+    for text in texts:
+        size, _, pps = text.partition("=")
+        rates[int(size)] = float(pps)
+    return rates
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="inner IPv4 packet sizes in bytes")
+    parser.add_argument("--rate", action="append", default=[], metavar="SIZE=PPS",
+                        help=f"first offered rate for a size (default {OFFERED_PPS})")
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per trial")
+    parser.add_argument("--single", action="store_true", help="one trial per figure, at the --rate offered rate")
+    parser.add_argument("--appliance", type=Path, default=REFERENCE)
+    parser.add_argument("--out", type=Path, default=None, help="keep the testbed's logs and pcaps here")
+    roles = parser.add_subparsers(dest="role", help="what this file does inside a namespace")
+    sender = roles.add_parser("send", help="offer UDP at a fixed rate, print what was offered as JSON")
+    sender.add_argument("--dst", required=True)
+    sender.add_argument("--port", type=int, default=PORT)
+    sender.add_argument("--size", type=int, required=True)
+    sender.add_argument("--rate", type=float, required=True)
+    sender.add_argument("--duration", type=float, required=True)
+    sender.add_argument("--flows", type=int, default=FLOWS)
+    receiver = roles.add_parser("sink", help="hold a UDP port without reading it")
+    receiver.add_argument("--port", type=int, default=PORT)
+    args = parser.parse_args(argv)
+    if args.role == "send":
+        print(json.dumps(send(args.dst, args.port, args.size, args.rate, args.duration, args.flows)))
+        return 0
+    if args.role == "sink":
+        sink(args.port)
+        return 0
+    if os.geteuid() != 0:
+        print("emulator_throughput: needs root (network namespaces, tun devices, raw sockets)", file=sys.stderr)
+        return 2
+    sizes = tuple(int(s) for s in args.sizes.split(","))
+    rates = _rates(args.rate)
+    signal.signal(signal.SIGTERM, _interrupt)
+    print(f"# {datetime.datetime.now().isoformat(timespec='seconds')} {os.cpu_count()} CPUs, "
+          f"kernel {os.uname().release}, {args.duration:g} s per trial, {FLOWS} flows", flush=True)
+    started = time.monotonic()
+    baseline = measure_all(baseline_rig(args.duration), sizes, rates, not args.single)
+    with contextlib.ExitStack() as stack:
+        out = args.out.resolve() if args.out else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gwlb-bench-")))
+        out.mkdir(parents=True, exist_ok=True)
+        emulator = measure_all(emulator_rig(args.duration, out, args.appliance), sizes, rates, not args.single)
+    for base, emu in zip(baseline, emulator):
+        print(f"ratio size={base.size} pps={emu.pps / base.pps if base.pps else 0:.3f} "
+              f"gbps={emu.gbps / base.gbps if base.gbps else 0:.3f}")
+    print(f"# total {time.monotonic() - started:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
