@@ -51,3 +51,19 @@ def test_source_port_kept(testbed, udp_flow):
     changed = testbed.control.get("/metrics")["source_port_changed"]
     if changed:
         raise CheckFailed(f"{changed} returned packets came from a UDP source port other than the GWLB's ({flow['source_port']} for this flow)")
+
+
+@pytest.mark.requirement("ENC-UNKNOWN-OPTION")
+def test_unknown_non_critical_option_echoed(testbed):
+    """A GWLB never sends other options, so this comes from an injector in the GWLB's namespace."""
+    endpoint = testbed.topology.endpoints[0]
+    for target in (t for t in testbed.targets if t.registered):
+        result = checks.inject(testbed, target, endpoint, "extra-option", count=3)
+        if not result["echoed"]:
+            raise CheckFailed(f"{target.name} returned none of 3 packets carrying an unknown non-critical option after AWS's three")
+        wrong = [h for h in result["echoed_headers"] if h != result["sent_header"]]
+        if wrong:
+            raise CheckFailed(
+                f"{target.name} changed the header of a packet with an unknown non-critical option:\n"
+                + geneve.hexdump_diff(bytes.fromhex(result["sent_header"]), bytes.fromhex(wrong[0]))
+            )

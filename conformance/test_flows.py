@@ -10,6 +10,7 @@ import pytest
 
 from harness import checks
 from harness.checks import PROTO_ICMP, PROTO_TCP, CheckFailed
+from harness.errors import HarnessError
 
 REUSED_PORT = 47001
 
@@ -75,3 +76,22 @@ def test_icmp_error_returns_in_its_flow(testbed, hosts):
             f"expected the server's ICMP port unreachable to reach the client through the flow's tunnel; "
             f"the client saw {result}; flow: {flows[0] if flows else 'none'}\n{checks.emulator_account(testbed)}"
         )
+
+
+@pytest.mark.requirement("FLOW-IPV6")
+def test_inner_ipv6_crosses_in_an_ipv4_tunnel(testbed, hosts):
+    endpoint = testbed.topology.endpoints[0]
+    if endpoint.consumers.cidr6 is None or endpoint.servers.cidr6 is None:
+        pytest.skip(f"topology {testbed.topology.name} gives the first endpoint's hosts no IPv6 addresses")
+    client6, server6 = testbed.host_address6(hosts.client), testbed.host_address6(hosts.server)
+    tcp = checks.traffic(testbed, hosts.client, "tcp-client", "--host", server6, "--port", str(checks.TCP_PORT), "--size", "65536")
+    udp = checks.traffic(testbed, hosts.client, "udp-client", "--host", server6, "--port", str(checks.UDP_PORT),
+                         "--size", "1280", "--count", "5")
+    if not tcp["intact"] or udp["received_intact"] != 5:
+        raise CheckFailed(f"IPv6 through the appliance failed: TCP {tcp}, UDP {udp}\n{checks.emulator_account(testbed)}")
+    for flow in checks.flows_of(testbed, PROTO_TCP, client6, tcp["local_port"]) + checks.flows_of(
+        testbed, checks.PROTO_UDP, client6, udp["local_port"]
+    ):
+        if flow["header"][4:8] != "86dd":
+            raise HarnessError(f"the emulator sent inner IPv6 with GENEVE protocol type {flow['header'][4:8]}")
+        checks.expect_returned_both_ways(testbed, flow, "IPv6 flow")

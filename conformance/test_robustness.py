@@ -8,8 +8,6 @@ should drop it rather than send it back (SHOULD).
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from harness import checks, inject
@@ -19,14 +17,6 @@ VALID_FLOWS = 30
 FLOOD_S = 3.0
 FLOOD_PPS = 10000
 FLOOD_DELIVERY_FLOOR = 0.5
-
-
-def _inject(testbed, target, *args):
-    endpoint = testbed.topology.endpoints[0]
-    hosts = (str(endpoint.consumers.address_of(endpoint.consumers.hosts[0])), str(endpoint.servers.address_of(endpoint.servers.hosts[0])))
-    command = [sys.executable, "-m", "harness.inject", "--source", str(testbed.topology.gwlb.address), "--target", target.address,
-               "--eni", hex(endpoint.eni_id), "--inner", *hosts, *args]
-    return command
 
 
 def _registered(testbed):
@@ -49,7 +39,7 @@ def _expect_still_serving(testbed, hosts, after):
 @pytest.mark.parametrize("kind", sorted(inject.KINDS))
 def test_appliance_survives_malformed_geneve(testbed, hosts, kind):
     for target in _registered(testbed):
-        checks.traffic_json(testbed, "gwlb", _inject(testbed, target, "--kind", kind, "--count", "5", "--listen", "0.2"))
+        checks.inject(testbed, target, testbed.topology.endpoints[0], kind, count=5, listen_s=0.2)
     checks.wait_for(lambda: False, testbed.probe.interval_s)
     _expect_still_serving(testbed, hosts, f"5 '{kind}' packets")
 
@@ -58,15 +48,19 @@ def test_appliance_survives_malformed_geneve(testbed, hosts, kind):
 @pytest.mark.parametrize("kind", sorted(set(inject.KINDS) - {"random-bytes"}))
 def test_malformed_geneve_is_not_echoed(testbed, kind):
     for target in _registered(testbed):
-        result = checks.traffic_json(testbed, "gwlb", _inject(testbed, target, "--kind", kind, "--count", "3", "--listen", "0.5"))
+        result = checks.inject(testbed, target, testbed.topology.endpoints[0], kind)
         if result["echoed"]:
             raise CheckFailed(f"{target.name} sent {result['echoed']} of {result['sent']} '{kind}' packets back instead of dropping them")
 
 
 @pytest.mark.requirement("ROB-FLOOD")
 def test_garbage_flood_does_not_starve_valid_flows(testbed, hosts):
-    floods = [checks.Background(testbed, "gwlb", _inject(testbed, target, "--kind", "flood", "--duration", str(FLOOD_S), "--rate", str(FLOOD_PPS)))
-              for target in _registered(testbed)]
+    endpoint = testbed.topology.endpoints[0]
+    floods = [
+        checks.Background(testbed, "gwlb", checks.inject_command(
+            testbed, target, endpoint, "flood", "--duration", str(FLOOD_S), "--rate", str(FLOOD_PPS)))
+        for target in _registered(testbed)
+    ]
     checks.wait_for(lambda: False, 0.3)
     during = checks.udp_exchange(testbed, hosts.client, hosts.server, inner_size=256, count=40, timeout_s=FLOOD_S - 0.5)
     rates = [flood.result(timeout_s=FLOOD_S + 30) for flood in floods]

@@ -179,3 +179,18 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, poll_s: float = 0.
 
 def target_view(testbed: Testbed, name: str) -> dict[str, Any]:
     return next(t for t in testbed.control.get("/targets") if t["name"] == name)
+
+
+def inject(testbed: Testbed, target: Any, endpoint: Any, kind: str, *args: str, count: int = 3, listen_s: float = 0.5) -> dict[str, Any]:
+    """Send crafted GENEVE (`harness.inject`) from the GWLB's namespace straight to a target."""
+    return traffic_json(testbed, "gwlb", inject_command(testbed, target, endpoint, kind, *args, count=count, listen_s=listen_s))
+
+
+def inject_command(
+    testbed: Testbed, target: Any, endpoint: Any, kind: str, *args: str, count: int = 3, listen_s: float = 0.5
+) -> list[str]:
+    client = str(endpoint.consumers.address_of(endpoint.consumers.hosts[0]))
+    server = str(endpoint.servers.address_of(endpoint.servers.hosts[0]))
+    return [sys.executable, "-m", "harness.inject", "--source", str(testbed.topology.gwlb.address), "--target", target.address,
+            "--eni", hex(endpoint.eni_id), "--inner", client, server, "--kind", kind, "--count", str(count),
+            "--listen", str(listen_s), *args]

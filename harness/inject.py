@@ -1,4 +1,4 @@
-"""Malformed GENEVE sent straight to an appliance target from the GWLB's namespace.
+"""Malformed or unusual GENEVE sent straight to an appliance target from the GWLB's namespace.
 
 A GWLB never sends these, but an appliance is a security device: it must survive them. Each
 injected packet carries a marker in its inner payload, so any reply that echoes it is recognised
@@ -30,7 +30,14 @@ def _inner(nonce: bytes, src: str, dst: str) -> bytes:
     udp = struct.pack("!HHHH", 47999, 5002, 8 + len(body), 0) + body
     header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
                          socket.inet_aton(src), socket.inet_aton(dst))
-    return header + udp
+    return header[:10] + struct.pack("!H", _checksum(header)) + header[12:] + udp
+
+
+def _checksum(data: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
 
 
 def _meta(eni: int) -> geneve.AwsMetadata:
@@ -79,6 +86,12 @@ def empty_inner(eni: int, inner: bytes) -> bytes:
     return _aws(eni)
 
 
+def extra_option(eni: int, inner: bytes) -> bytes:
+    """Valid, with an unknown non-critical option after AWS's three (RFC 8926: to be echoed)."""
+    unknown = geneve.GeneveOption(0xFFF0, 0x01, b"\x5a" * 4)
+    return _aws(eni, options=(*_meta(eni).options(), unknown)) + inner
+
+
 def random_bytes(eni: int, inner: bytes) -> bytes:
     return os.urandom(random.randint(0, 600))
 
@@ -93,6 +106,7 @@ KINDS: dict[str, Callable[[int, bytes], bytes]] = {
     "empty-inner": empty_inner,
     "random-bytes": random_bytes,
 }
+VALID_KINDS: dict[str, Callable[[int, bytes], bytes]] = {"extra-option": extra_option}
 
 
 class Injector:
@@ -106,9 +120,9 @@ class Injector:
     def send(self, payload: bytes) -> None:
         self.tx.sendto(build_ipv4_udp(self.source, self.target, INJECT_PORT, geneve.GENEVE_PORT, payload), self.address)
 
-    def echoed(self, nonce: bytes, listen_s: float) -> int:
-        """How many packets from the target carried this run's marker back."""
-        deadline, count = time.monotonic() + listen_s, 0
+    def echoed(self, nonce: bytes, listen_s: float) -> list[bytes]:
+        """The UDP payloads from the target that carried this run's marker back."""
+        deadline, replies = time.monotonic() + listen_s, []
         while time.monotonic() < deadline:
             try:
                 packet = self.rx.recv(65536)
@@ -120,17 +134,26 @@ class Injector:
             except PacketError:
                 continue
             if datagram.src == self.target and MARKER + nonce in datagram.payload:
-                count += 1
-        return count
+                replies.append(datagram.payload)
+        return replies
 
 
 def inject(source: str, target: str, eni: int, inner: tuple[str, str], kind: str, count: int, listen_s: float) -> dict[str, object]:
     injector = Injector(source, target)
     nonce = os.urandom(4).hex().encode()
-    build = KINDS[kind]
+    inner_packet = _inner(nonce, *inner)
+    packet = {**KINDS, **VALID_KINDS}[kind](eni, inner_packet)
     for _ in range(count):
-        injector.send(build(eni, _inner(nonce, *inner)))
-    return {"kind": kind, "sent": count, "echoed": injector.echoed(nonce, listen_s)}
+        injector.send(packet)
+    replies = injector.echoed(nonce, listen_s)
+    header_length = max(0, len(packet) - len(inner_packet))
+    return {
+        "kind": kind,
+        "sent": count,
+        "echoed": len(replies),
+        "sent_header": packet[:header_length].hex(),
+        "echoed_headers": sorted({reply[:header_length].hex() for reply in replies}),
+    }
 
 
 def flood(source: str, target: str, eni: int, inner_ends: tuple[str, str], duration_s: float, rate_pps: int) -> dict[str, object]:
@@ -160,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", required=True)
     parser.add_argument("--eni", type=lambda text: int(text, 0), required=True, help="ENI ID to put in option 1")
     parser.add_argument("--inner", nargs=2, metavar=("SRC", "DST"), required=True, help="inner packet's addresses")
-    parser.add_argument("--kind", choices=[*KINDS, "flood"], required=True)
+    parser.add_argument("--kind", choices=[*KINDS, *VALID_KINDS, "flood"], required=True)
     parser.add_argument("--count", type=int, default=3)
     parser.add_argument("--listen", type=float, default=0.5, help="seconds to wait for echoes")
     parser.add_argument("--duration", type=float, default=3.0, help="flood duration")

@@ -24,12 +24,27 @@ class TestbedProvider:
     """A pytest plugin object handing the run's testbed (or the reason there is none) to the
     `testbed` fixture below."""
 
-    def __init__(self, testbed: Testbed | None, failure: str | None = None) -> None:
+    def __init__(
+        self, testbed: Testbed | None, failure: str | None = None, requirements: frozenset[str] = frozenset()
+    ) -> None:
         self.testbed = testbed
         self.failure = failure
+        self.requirements = requirements
 
     def pytest_configure(self, config: pytest.Config) -> None:
         config.stash[_PROVIDER] = self
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """With `--requirement`, keep only the checks of those requirements."""
+        if not self.requirements:
+            return
+        keep, drop = [], []
+        for item in items:
+            ids = {arg for marker in item.iter_markers("requirement") for arg in marker.args}
+            (keep if ids & self.requirements else drop).append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
 
 
 @pytest.fixture(scope="session")

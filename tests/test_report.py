@@ -796,3 +796,16 @@ def test_bundle_is_reproducible(tmp_path: Path) -> None:
 def test_bundle_names_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match=r"cannot put the report file .*index.html into the bundle"):
         write_bundle(tmp_path, run_id="x", descriptor=None, mtime=0)
+
+
+def test_certification_refuses_skips_but_not_unclaimed_features() -> None:
+    def check(name: str, requirement: str, status: Status) -> CheckResult:
+        return CheckResult(f"t.py::{name}", (requirement,), status, 0.1, "topology has no IPv6" if status is Status.SKIP else "")
+
+    ran = [check("one", "ENC-ONE", Status.PASS), check("two", "ENC-TWO", Status.PASS), check("soft", "ENC-SOFT", Status.PASS)]
+    unclaimed = build_result(CATALOG, INFO, [*ran, check("v6", "FLOW-V6", Status.NOT_CLAIMED)], certify=True)
+    assert (unclaimed.verdict, unclaimed.errors) == (Verdict.CONFORMANT, ())
+    skipped = build_result(CATALOG, INFO, [*ran, check("v6", "FLOW-V6", Status.SKIP)], certify=True)
+    assert skipped.verdict is Verdict.ERROR
+    assert skipped.errors == ("certification refuses skips: FLOW-V6 was skipped (topology has no IPv6)",)
+    assert build_result(CATALOG, INFO, [*ran, check("v6", "FLOW-V6", Status.SKIP)]).verdict is Verdict.CONFORMANT

@@ -39,6 +39,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timers", choices=[m.value for m in TimersMode], default=TimersMode.ACCELERATED.value)
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: reports/run-<time>-<id>)")
     parser.add_argument("-k", dest="keyword", default=None, help="only checks matching this pytest -k expression")
+    parser.add_argument("--requirement", action="append", default=[], metavar="ID",
+                        help="only the checks of this requirement (repeatable)")
+    parser.add_argument("--certify", action="store_true",
+                        help="certification: every check must run (no -k, no --requirement, no skips)")
     parser.add_argument("--strict", action="store_true", help="also require the GWLB's source port back")
     parser.add_argument("--quiet", action="store_true", help="less pytest output")
 
@@ -72,7 +76,12 @@ def execute(args: argparse.Namespace) -> int:
         kernel=platform.release(),
         started_at=datetime.datetime.now(datetime.timezone.utc),
     )
-    report = ReportPlugin(catalog, info, out, descriptor=args.appliance)
+    if args.certify and (args.keyword or args.requirement):
+        raise HarnessError("--certify runs every check: it cannot be combined with -k or --requirement")
+    unknown = [r for r in args.requirement if r not in catalog]
+    if unknown:
+        raise HarnessError(f"--requirement {', '.join(unknown)}: not in the catalog (see `gwlb-conformance requirements`)")
+    report = ReportPlugin(catalog, info, out, descriptor=args.appliance, capture_settle_s=0.2, certify=args.certify)
     if os.geteuid() != 0:
         raise HarnessError("run needs root: it creates network namespaces, tun devices and raw sockets")
     signal.signal(signal.SIGTERM, _interrupt)
@@ -89,7 +98,7 @@ def execute(args: argparse.Namespace) -> int:
         except HarnessError as error:
             failure = str(error)
             report.add_error(failure)
-        provider = TestbedProvider(None if failure else testbed, failure)
+        provider = TestbedProvider(None if failure else testbed, failure, frozenset(args.requirement))
         pytest.main(suite_arguments(args.keyword, quiet), plugins=[report, suite, provider])
     finally:
         try:

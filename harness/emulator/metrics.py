@@ -26,12 +26,16 @@ class Traffic:
     _bytes_this_second: int = 0
 
     def packet(self, size: int, now: float) -> None:
-        self.processed_packets += 1
+        self.add(1, size, int(now))
+
+    def add(self, packets: int, size: int, second: int) -> None:
+        """`packets` packets of `size` bytes in all, seen in second `second` (the fast path's
+        per-second counts arrive this way)."""
+        self.processed_packets += packets
         self.processed_bytes += size
-        second = int(now)
         if second != self._second:
             self._second, self._packets_this_second, self._bytes_this_second = second, 0, 0
-        self._packets_this_second += 1
+        self._packets_this_second += packets
         self._bytes_this_second += size
         self.peak_packets_per_second = max(self.peak_packets_per_second, self._packets_this_second)
         self.peak_bytes_per_second = max(self.peak_bytes_per_second, self._bytes_this_second)

@@ -149,11 +149,13 @@ def build_result(
     checks: Iterable[CheckResult],
     errors: Iterable[str] = (),
     artifacts: Artifacts = Artifacts(),
+    certify: bool = False,
 ) -> RunResult:
     """Aggregate checks per requirement and decide the verdict.
 
     Checks without a requirement, or naming one the catalog lacks, become harness errors: a
-    check that cannot be attributed must not silently vanish from the verdict.
+    check that cannot be attributed must not silently vanish from the verdict. In certification
+    mode a skipped requirement is one too (an unclaimed optional feature is not a skip).
     """
     checks = tuple(checks)
     all_errors = list(errors)
@@ -175,6 +177,11 @@ def build_result(
     requirements = tuple(
         _aggregate(requirement, tuple(per_requirement[requirement.id])) for requirement in catalog
     )
+    if certify:
+        all_errors += [
+            f"certification refuses skips: {r.requirement.id} was skipped ({r.message})"
+            for r in requirements if r.status is Status.SKIP
+        ]
     return RunResult(
         info=info,
         requirements=requirements,

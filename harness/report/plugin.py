@@ -106,8 +106,10 @@ class ReportPlugin:
         descriptor: Path | None = None,
         capture: Path | None = None,
         capture_settle_s: float = 1.2,
+        certify: bool = False,
     ) -> None:
         self.catalog = catalog
+        self.certify = certify
         self.info = info
         self.out_dir = Path(out_dir)
         self.descriptor = descriptor
@@ -205,7 +207,7 @@ class ReportPlugin:
         info = dataclasses.replace(
             self.info, finished_at=finished_at, notes=self.info.notes + tuple(self._notes)
         )
-        self._result = build_result(self.catalog, info, checks, self._errors, self._artifacts())
+        self._result = build_result(self.catalog, info, checks, self._errors, self._artifacts(), certify=self.certify)
         write_json(self._result, self.out_dir / "results.json")
         write_junit(self._result, self.out_dir / "junit.xml")
         write_html(self._result, self.out_dir / "index.html")

@@ -117,6 +117,8 @@ FAULTS: dict[str, Fault] = {
               "cache flows by address pair only, so concurrent flows between two hosts share one header"),
         Fault("ignore-eni", Point.FLOW_KEY, lambda key: key._replace(eni=0),
               "cache flows without their endpoint, so overlapping flows of two endpoints share one header"),
+        Fault("drop-ipv6", Point.INGRESS, lambda inner: None if inner[0] >> 4 == 6 else inner,
+              "drop every inner IPv6 packet"),
         Fault("drop-icmp-errors", Point.INGRESS, lambda inner: None if _is_icmp_error(inner) else inner,
               "drop ICMP error messages (destination unreachable, time exceeded, packet too big)"),
         Fault("require-syn", Point.INGRESS, _require_syn(),
