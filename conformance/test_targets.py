@@ -36,11 +36,16 @@ def _registered(testbed):
     return [t.name for t in testbed.targets if t.registered]
 
 
+FRESH_PORTS = checks.FreshPorts()
+
+
 def _new_flow_targets(testbed, hosts, flows=60):
     """Targets that new UDP flows from the client land on (and whether they all came back)."""
-    before = {tuple(map(tuple, f["ends"])) for f in testbed.control.get("/flows")}
-    result = checks.udp_many(testbed, hosts.client, hosts.server, flows=flows, rounds=1)
-    fresh = [f for f in testbed.control.get("/flows") if tuple(map(tuple, f["ends"])) not in before and f["protocol"] == checks.PROTO_UDP]
+    first = FRESH_PORTS.take(flows)
+    result = checks.udp_many(testbed, hosts.client, hosts.server, flows=flows, rounds=1, first_port=first)
+    ports = range(first, first + flows)
+    fresh = [f for f in checks.flows_of(testbed, checks.PROTO_UDP, hosts.client_address)
+             if any(ip == hosts.client_address and p in ports for ip, p in f["ends"])]
     return {f["target"] for f in fresh}, result
 
 
@@ -48,9 +53,9 @@ def _new_flow_targets(testbed, hosts, flows=60):
 def test_health_probes_answered_under_load(testbed, hosts, probe):
     before = {t["name"]: t["failed_probes"] for t in testbed.control.get("/targets")}
     duration = probe.interval_s * 2 + probe.timeout_s
-    load = checks.Background.traffic(testbed, hosts.client, ["udp-many", "--host", hosts.server_address, "--port", str(checks.UDP_PORT),
-                                                       "--flows", "200", "--rounds", str(max(4, int(duration * 10)))])
-    result = load.result()
+    result = checks.traffic(testbed, hosts.client, "udp-many", "--host", hosts.server_address, "--port", str(checks.UDP_PORT),
+                            "--flows", "200", "--duration", str(duration), timeout_s=duration + 30)
+    wait_for(lambda: False, probe.timeout_s + 0.2)
     after = testbed.control.get("/targets")
     failed = {t["name"]: t["failed_probes"] - before[t["name"]] for t in after if t["name"] in _registered(testbed)}
     if any(failed.values()):

@@ -72,10 +72,24 @@ def udp_exchange(
 
 
 def udp_many(
-    testbed: Testbed, client: str, server: str, flows: int, rounds: int, round_timeout_s: float = 5.0
+    testbed: Testbed, client: str, server: str, flows: int, rounds: int, round_timeout_s: float = 5.0, first_port: int = 0
 ) -> dict[str, Any]:
     return traffic(testbed, client, "udp-many", "--host", testbed.host_address(server), "--port", str(UDP_PORT),
-                   "--flows", str(flows), "--rounds", str(rounds), "--timeout", str(round_timeout_s), timeout_s=60)
+                   "--flows", str(flows), "--rounds", str(rounds), "--timeout", str(round_timeout_s),
+                   "--first-port", str(first_port), timeout_s=60)
+
+
+class FreshPorts:
+    """Source-port ranges no earlier flow of the run used, so the GWLB sees only new flows."""
+
+    def __init__(self, first: int = 50000, last: int = 60999) -> None:
+        self._next, self._last = first, last
+
+    def take(self, count: int) -> int:
+        if self._next + count > self._last:
+            raise HarnessError("the check ran out of fresh source ports")
+        first, self._next = self._next, self._next + count
+        return first
 
 
 def ping(testbed: Testbed, client: str, server: str, count: int = 3, inner_size: int = 84) -> tuple[int, str]:

@@ -149,24 +149,37 @@ def udp_client(
     return result
 
 
-def udp_many(host: str, port: int, flows: int, rounds: int, timeout: float) -> dict[str, Any]:
-    """`flows` concurrent UDP flows (one socket each), `rounds` echoes per flow.
+def udp_many(
+    host: str, port: int, flows: int, rounds: int, timeout: float, first_port: int = 0, duration: float = 0.0
+) -> dict[str, Any]:
+    """`flows` concurrent UDP flows (one socket each), `rounds` echoes per flow, or as many rounds
+    as fit in `duration` seconds when it is given.
 
     All flows stay open throughout; packets go out in windows of WINDOW so that the check
-    measures concurrency, not how deep the appliance's queues are.
+    measures concurrency, not how deep the appliance's queues are. `first_port` pins the source
+    ports (first_port, first_port + 1, ...), so a check can be sure its flows are new to the GWLB.
     """
     sockets = []
-    for _ in range(flows):
+    for index in range(flows):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)
+        if first_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("0.0.0.0", first_port + index))
         sock.connect((host, port))
         sockets.append(sock)
+    if duration:
+        rounds = 1_000_000
+    stop_at = time.monotonic() + duration
     selector = selectors.DefaultSelector()
     for index, sock in enumerate(sockets):
         selector.register(sock, selectors.EVENT_READ, index)
     intact = [0] * flows
     damaged = 0
     for round_ in range(rounds):
+        if duration and time.monotonic() >= stop_at:
+            rounds = round_
+            break
         deadline = time.monotonic() + timeout
         for start in range(0, flows, WINDOW):
             window = range(start, min(start + WINDOW, flows))
@@ -266,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     many.add_argument("--flows", type=int, default=1000)
     many.add_argument("--rounds", type=int, default=2)
     many.add_argument("--timeout", type=float, default=5.0, help="seconds per round")
+    many.add_argument("--first-port", type=int, default=0, help="bind the flows to consecutive source ports from here")
+    many.add_argument("--duration", type=float, default=0.0, help="repeat rounds for this many seconds")
     stream = sub.add_parser("tcp-stream")
     stream.add_argument("--host", required=True)
     stream.add_argument("--port", type=int, required=True)
@@ -283,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "tcp-stream":
         print(json.dumps(tcp_stream(args.host, args.port, args.duration, args.interval, args.chunk, args.timeout)))
     elif args.command == "udp-many":
-        print(json.dumps(udp_many(args.host, args.port, args.flows, args.rounds, args.timeout)))
+        print(json.dumps(udp_many(args.host, args.port, args.flows, args.rounds, args.timeout, args.first_port, args.duration)))
     else:
         print(json.dumps(udp_client(args.host, args.port, args.size, args.count, args.timeout, args.source_port, args.tag, args.start_at)))
     return 0
