@@ -28,7 +28,9 @@ def test_header_echoed_byte_for_byte(testbed, udp_flow):
     if mismatch:
         raise CheckFailed(
             f"returned GENEVE header differs from the one sent ({mismatch['count']} packets):\n"
-            + geneve.hexdump_diff(bytes.fromhex(mismatch["expected"]), bytes.fromhex(mismatch["observed"]))
+            + geneve.hexdump_diff(bytes.fromhex(mismatch["expected"]), bytes.fromhex(mismatch["observed"])),
+            expected_header=mismatch["expected"],
+            observed_header=mismatch["observed"],
         )
     checks.expect_returned_both_ways(testbed, flow, "UDP exchange")
     if result["received_intact"] != result["sent"]:
@@ -65,5 +67,7 @@ def test_unknown_non_critical_option_echoed(testbed):
         if wrong:
             raise CheckFailed(
                 f"{target.name} changed the header of a packet with an unknown non-critical option:\n"
-                + geneve.hexdump_diff(bytes.fromhex(result["sent_header"]), bytes.fromhex(wrong[0]))
+                + geneve.hexdump_diff(bytes.fromhex(result["sent_header"]), bytes.fromhex(wrong[0])),
+                expected_header=result["sent_header"],
+                observed_header=wrong[0],
             )

@@ -56,8 +56,12 @@ def test_reused_five_tuple_gets_new_cookie(testbed, hosts):
 
 
 @pytest.mark.requirement("FLOW-CONCURRENT")
-def test_a_thousand_concurrent_flows_keep_their_cookies(testbed, hosts):
+def test_a_thousand_concurrent_flows_keep_their_cookies(testbed, hosts, record_property):
     result = checks.udp_many(testbed, hosts.client, hosts.server, flows=1000, rounds=2)
+    spread: dict[str, int] = {}
+    for flow in checks.flows_of(testbed, checks.PROTO_UDP, hosts.client_address):
+        spread[flow["target"]] = spread.get(flow["target"], 0) + 1
+    record_property("flows_per_target", spread)
     mixups = testbed.control.get("/metrics")["mixups"]
     if mixups:
         samples = "\n".join(f"  cookie {m['cookie']:#010x} of {m['expected']} came back on {m['observed']}"

@@ -69,6 +69,19 @@ def test_health_probes_answered_under_load(testbed, hosts, probe):
 @pytest.mark.requirement("HC-FAILOVER")
 def test_killed_appliance_fails_over_and_recovers(testbed, hosts, probe, restore, record_property):
     victim = _registered(testbed)[0]
+    sampler = checks.TargetSampler(testbed)
+    try:
+        with sampler:
+            _fail_over_and_recover(testbed, hosts, probe, victim, record_property)
+    finally:
+        record_property("failover_timeline", sampler.timeline())
+
+
+def _fail_over_and_recover(testbed, hosts, probe, victim, record_property):
+    background = checks.Background.traffic(testbed, hosts.other_client, [
+        "udp-many", "--host", hosts.server_address, "--port", str(checks.UDP_PORT), "--flows", "20",
+        "--duration", "10", "--timeout", "0.2", "--first-port", str(FRESH_PORTS.take(20))])
+    checks.wait_for(lambda: False, 1.0)
     testbed.kill_appliance(victim)
     limit = probe.interval_s * probe.unhealthy_threshold + probe.interval_s + probe.timeout_s + TOLERANCE_S
     detected = wait_for(lambda: target_view(testbed, victim)["health"] == "unhealthy", limit)
@@ -92,6 +105,7 @@ def test_killed_appliance_fails_over_and_recovers(testbed, hosts, probe, restore
         )
     record_property("recovery_s", round(recovered, 2))
     targets, result = _new_flow_targets(testbed, hosts, flows=100)
+    background.result(timeout_s=30)
     if victim not in targets or result["complete_flows"] != result["flows"]:
         raise CheckFailed(f"after recovery, new flows went to {sorted(targets)} ({victim} expected among them), traffic: {result}")
 

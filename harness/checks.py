@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +23,13 @@ PROTO_ICMP, PROTO_TCP, PROTO_UDP = 1, 6, 17
 
 
 class CheckFailed(AssertionError):
-    """A conformance check saw the appliance misbehave."""
+    """A conformance check saw the appliance misbehave. Keyword arguments are report properties
+    (harness/report/properties.py: expected_header, observed_header, drops, rejects, ...) that the
+    report shows with the failure."""
+
+    def __init__(self, message: str, **report_properties: Any) -> None:
+        super().__init__(message)
+        self.report_properties = report_properties
 
 
 def traffic(testbed: Testbed, node: str, *args: str, timeout_s: float = 30.0) -> dict[str, Any]:
@@ -122,12 +129,26 @@ def emulator_account(testbed: Testbed, limit: int = 5) -> str:
     return "\n".join(lines)
 
 
+def emulator_evidence(testbed: Testbed, limit: int = 20) -> dict[str, Any]:
+    """The emulator's drops and last rejected returns, as report properties."""
+    rejects = testbed.control.get("/rejects")[-limit:]
+    return {
+        "drops": testbed.control.get("/metrics")["drops"],
+        "rejects": [{key: r[key] for key in ("reason", "source", "detail", "header")} for r in rejects],
+    }
+
+
 def expect_returned_both_ways(testbed: Testbed, flow: dict[str, Any], what: str) -> None:
     if min(flow["returned"]) == 0:
+        evidence = emulator_evidence(testbed)
+        observed = next((r["header"] for r in reversed(evidence["rejects"]) if r["header"]), None)
         raise CheckFailed(
             f"{what}: expected packets of both directions back from {flow['target']} with cookie "
             f"{flow['cookie']:#010x}; returned per direction (initiator, responder): {flow['returned']}, "
-            f"sent: {flow['packets']}\n{emulator_account(testbed)}"
+            f"sent: {flow['packets']}\n{emulator_account(testbed)}",
+            expected_header=flow["header"],
+            **({"observed_header": observed} if observed else {}),
+            **evidence,
         )
 
 
@@ -208,3 +229,48 @@ def inject_command(
     return [sys.executable, "-m", "harness.inject", "--source", str(testbed.topology.gwlb.address), "--target", target.address,
             "--eni", hex(endpoint.eni_id), "--inner", client, server, "--kind", kind, "--count", str(count),
             "--listen", str(listen_s), *args]
+
+
+class TargetSampler:
+    """Samples each target's packet count and health while a check runs, for the report's failover
+    timeline (`failover_timeline` property): packets per target per period, and health changes."""
+
+    def __init__(self, testbed: Testbed, period_s: float = 0.2) -> None:
+        self._testbed, self._period = testbed, period_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="target-sampler", daemon=True)
+        self._times: list[float] = []
+        self._counts: list[dict[str, int]] = []
+        self._events: list[dict[str, Any]] = []
+
+    def __enter__(self) -> TargetSampler:
+        self._start = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        health: dict[str, str] = {}
+        while not self._stop.wait(self._period):
+            try:
+                targets = self._testbed.control.get("/targets")
+            except HarnessError:
+                continue
+            now = round(time.monotonic() - self._start, 2)
+            self._times.append(now)
+            self._counts.append({t["name"]: t["packets"] for t in targets})
+            for t in targets:
+                if health.get(t["name"]) != t["health"]:
+                    self._events.append({"t": now, "target": t["name"], "state": t["health"]})
+                    health[t["name"]] = t["health"]
+
+    def timeline(self) -> dict[str, Any]:
+        names = sorted(self._counts[0]) if self._counts else []
+        deltas = {
+            name: [max(0, now[name] - before[name]) for before, now in zip([self._counts[0], *self._counts], self._counts)]
+            for name in names
+        }
+        return {"t": self._times, "packets": deltas, "events": self._events}

@@ -165,6 +165,7 @@ class ReportPlugin:
             setattr(report, _MESSAGE_ATTR, message)
             setattr(report, _DETAILS_ATTR, details)
             setattr(report, _HARNESS_ATTR, call.excinfo.errisinstance(HarnessError))
+            report.user_properties.extend(getattr(call.excinfo.value, "report_properties", {}).items())
         return report
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
