@@ -1,5 +1,5 @@
 # The two entry points of README's quick start. Both install what is missing first.
-.PHONY: run test setup clean
+.PHONY: run test setup clean determinism
 
 setup:
 	@scripts/setup.sh
@@ -9,6 +9,10 @@ run: setup
 
 test: setup
 	.venv/bin/python -m pytest
+
+# Not part of `make test`: 20 runs of the suite (about 20 minutes) must agree.
+determinism: setup
+	.venv/bin/python scripts/determinism.py --runs 20
 
 clean:
 	rm -rf .venv reports/run-*

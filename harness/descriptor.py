@@ -69,7 +69,7 @@ class Descriptor:
 
 KNOWN_CLAIMS = frozenset({"ipv6", "jumbo", "two-arm", "multi-endpoint", "mid-stream-tcp"})
 
-_SAMPLE = dict(appliance_ip="10.0.0.11", gwlb_ip="10.0.0.1", index=0, appliance_dir="/", name="a1")
+_SAMPLE = dict(appliance_ip="10.0.0.11", gwlb_ip="10.0.0.1", index=0, appliance_dir="/", name="a1", egress_gw="10.250.0.1")
 PLACEHOLDERS = tuple(_SAMPLE)
 """What the launcher substitutes (with `str.format`) in `launch.command` and `launch.env` values."""
 

@@ -403,6 +403,7 @@ class Testbed:
                 interfaces=tuple(interfaces),
                 sysctls=self.descriptor.sysctls,
                 record=self.record,
+                egress_gw=str(two_arm.router_address) if two_arm is not None else "",
             )
             self._contexts[target.name] = context
             self.appliances[target.name] = launch(self.descriptor, self.node(target.name), context)

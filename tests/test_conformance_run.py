@@ -87,6 +87,15 @@ def test_reference_appliance_is_certified(tmp_path: Path) -> None:
     assert set(_statuses(results).values()) == {"pass"}, _statuses(results)
 
 
+def test_reference_in_two_arm_mode(tmp_path: Path) -> None:
+    done, results, _ = _run(tmp_path, "--topology", str(REPO / "topologies" / "two-arm-nat.yaml"),
+                            "--appliance", str(REPO / "appliance-images" / "reference" / "appliance-two-arm.yaml"),
+                            "--requirement", "FLOW-TWO-ARM", "--requirement", "FLOW-TCP-SYMMETRIC", "--requirement", "ENC-HDR-ECHO")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {r: _statuses(results)[r] for r in ("FLOW-TWO-ARM", "FLOW-TCP-SYMMETRIC", "ENC-HDR-ECHO")} == dict.fromkeys(
+        ("FLOW-TWO-ARM", "FLOW-TCP-SYMMETRIC", "ENC-HDR-ECHO"), "pass")
+
+
 def test_certify_cannot_be_narrowed(tmp_path: Path) -> None:
     done = subprocess.run([*CLI, "run", "--certify", "-k", "icmp", "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2

@@ -50,11 +50,12 @@ class TargetContext:
     interfaces: tuple[Interface, ...] = ()
     sysctls: tuple[tuple[str, str], ...] = ()
     record: RunRecord | None = None
+    egress_gw: str = ""
 
     def substitute(self, text: str) -> str:
         return text.format(
             name=self.name, index=self.index, appliance_ip=self.appliance_ip,
-            gwlb_ip=self.gwlb_ip, appliance_dir=self.appliance_dir,
+            gwlb_ip=self.gwlb_ip, appliance_dir=self.appliance_dir, egress_gw=self.egress_gw,
         )
 
     def network_commands(self) -> list[list[str]]:
