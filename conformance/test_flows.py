@@ -13,6 +13,7 @@ from harness.checks import PROTO_ICMP, PROTO_TCP, CheckFailed
 from harness.errors import HarnessError
 
 REUSED_PORT = 47001
+STICKY_PORTS = checks.FreshPorts(40000, 40999)
 
 
 @pytest.mark.requirement("FLOW-TCP-SYMMETRIC")
@@ -37,6 +38,8 @@ def test_icmp_echo(testbed, hosts):
 
 @pytest.mark.requirement("FLOW-COOKIE-REUSE")
 def test_reused_five_tuple_gets_new_cookie(testbed, hosts):
+    if testbed.topology.gwlb.stickiness.value != "five_tuple":
+        pytest.skip("a reused 5-tuple starts a new flow only under 5-tuple stickiness")
     cookies = []
     for attempt in (1, 2):
         result = checks.tcp_exchange(testbed, hosts.other_client, hosts.server, size=4096, source_port=REUSED_PORT, reset=True)
@@ -99,3 +102,26 @@ def test_inner_ipv6_crosses_in_an_ipv4_tunnel(testbed, hosts):
         if flow["header"][4:8] != "86dd":
             raise HarnessError(f"the emulator sent inner IPv6 with GENEVE protocol type {flow['header'][4:8]}")
         checks.expect_returned_both_ways(testbed, flow, "IPv6 flow")
+
+
+@pytest.mark.requirement("FLOW-STICKINESS")
+def test_flows_follow_the_target_groups_stickiness(testbed, hosts, record_property):
+    """50 concurrent UDP flows between the same two hosts: one cookie each (5-tuple), or one
+    shared cookie (3- and 2-tuple); either way every flow comes back intact under its cookie."""
+    first = STICKY_PORTS.take(50)
+    result = checks.udp_many(testbed, hosts.client, hosts.server, flows=50, rounds=3, first_port=first)
+    ours = [f for f in checks.flows_of(testbed, checks.PROTO_UDP, hosts.client_address)
+            if any(ip == hosts.client_address and (first <= p < first + 50 or p == 0) for ip, p in f["ends"])]
+    mode = testbed.topology.gwlb.stickiness.value
+    cookies = {f["cookie"] for f in ours}
+    expected = 50 if mode == "five_tuple" else 1
+    if len(cookies) != expected:
+        raise HarnessError(f"with stickiness {mode} the emulator used {len(cookies)} cookies for 50 flows, not {expected}")
+    mixups = testbed.control.get("/metrics")["mixups"]
+    if mixups or result["complete_flows"] != 50:
+        raise CheckFailed(
+            f"with stickiness {mode}, {result['complete_flows']} of 50 concurrent flows came back intact "
+            f"and {mixups} returned packets carried another flow's cookie\n{checks.emulator_account(testbed)}",
+            **checks.emulator_evidence(testbed),
+        )
+    record_property("flows_per_target", {t: sum(1 for f in ours if f["target"] == t) for t in {f["target"] for f in ours}})

@@ -109,12 +109,13 @@ def ping(testbed: Testbed, client: str, server: str, count: int = 3, inner_size:
 
 
 def flows_of(testbed: Testbed, protocol: int, address: str, port: int | None = None) -> list[dict[str, Any]]:
-    """The emulator's flows of `protocol` that have (`address`, `port`) as one end."""
+    """The emulator's flows of `protocol` that have (`address`, `port`) as one end (under 3- or
+    2-tuple stickiness flows carry no ports, and under 2-tuple no protocol, so those match any)."""
     found = []
     for flow in testbed.control.get("/flows"):
-        if flow["protocol"] != protocol:
+        if flow["protocol"] not in (protocol, 0):
             continue
-        if any(ip == address and (port is None or p == port) for ip, p in flow["ends"]):
+        if any(ip == address and (port is None or p in (port, 0)) for ip, p in flow["ends"]):
             found.append(flow)
     return found
 

@@ -21,8 +21,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "harness.cli"]
-TOPOLOGIES = sorted(path for path in (REPO / "topologies").glob("*.yaml") if path.stem != "default")
-"""`default` is the one tests/test_conformance_run.py runs already."""
+TOPOLOGIES = sorted(path for path in (REPO / "topologies").glob("*.yaml") if path.stem not in ("default", "certification"))
+"""`default` and `certification` are the ones tests/test_conformance_run.py runs already."""
 
 pytestmark = [
     pytest.mark.requires_root,
