@@ -59,7 +59,7 @@ def test_default_topology_loads_with_exact_values() -> None:
     assert gwlb.target_subnet == ipaddress.IPv4Network("10.200.0.0/24")
     assert (gwlb.targets_per_zone, topology.target_count) == (2, 2)
     assert (gwlb.stickiness, gwlb.tcp_idle_timeout_s) == (Stickiness.FIVE_TUPLE, 350)
-    assert (gwlb.deregistration_delay_s, gwlb.cross_zone) == (300, False)
+    assert (gwlb.deregistration_delay_s, gwlb.cross_zone) == (30, False)
     assert [str(topology.target_address(i)) for i in range(2)] == ["10.200.0.11", "10.200.0.12"]
     (endpoint,) = topology.endpoints
     assert (endpoint.name, endpoint.zone) == ("gwlbe1", "az1")
