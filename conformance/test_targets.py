@@ -141,8 +141,7 @@ def test_scale_out_keeps_existing_flows_and_spreads_new_ones(testbed, hosts, new
     spare = next((t.name for t in testbed.targets if not t.registered), None)
     if spare is None:
         raise HarnessError("the testbed has no spare target to register")
-    stream = checks.tcp_stream(testbed, hosts.other_client, hosts.server, duration_s=3.0)
-    wait_for(lambda: bool(checks.flows_of(testbed, checks.PROTO_TCP, testbed.host_address(hosts.other_client))), 2.0)
+    stream = checks.tcp_stream(testbed, hosts.other_client, hosts.server, duration_s=3.0, source_port=FRESH_PORTS.take(1))
     before = {f["cookie"]: f["target"] for f in testbed.control.get("/flows")}
     testbed.control.post(f"/targets/{spare}/register")
     testbed.wait_healthy(STARTUP_ALLOWANCE_S)
@@ -161,10 +160,11 @@ def test_scale_out_keeps_existing_flows_and_spreads_new_ones(testbed, hosts, new
 @pytest.mark.requirement("REB-DRAIN")
 def test_deregistered_target_drains(testbed, hosts, new_flows, restore):
     delay = testbed.deregistration_delay_s
-    stream = checks.tcp_stream(testbed, hosts.other_client, hosts.server, duration_s=delay * 0.8)
-    if wait_for(lambda: bool(checks.flows_of(testbed, checks.PROTO_TCP, testbed.host_address(hosts.other_client))), 2.0) is None:
+    port = FRESH_PORTS.take(1)
+    stream = checks.tcp_stream(testbed, hosts.other_client, hosts.server, duration_s=delay * 0.8, source_port=port)
+    flow = checks.wait_for_connection(testbed, hosts.other_client, port)
+    if flow is None:
         raise CheckFailed(f"the TCP stream did not start: {stream.result()}")
-    flow = checks.flows_of(testbed, checks.PROTO_TCP, testbed.host_address(hosts.other_client))[-1]
     victim = flow["target"]
     testbed.control.post(f"/targets/{victim}/deregister")
     targets, result = _new_flow_targets(testbed, hosts)
@@ -191,10 +191,11 @@ def rebalance(testbed):
 @pytest.mark.requirement("REB-REBALANCE-MIDSTREAM")
 def test_rebalanced_flow_continues_mid_stream(testbed, hosts, new_flows, probe, rebalance, restore, record_property):
     failover = probe.interval_s * probe.unhealthy_threshold + probe.interval_s + probe.timeout_s + TOLERANCE_S
-    stream = checks.tcp_stream(testbed, hosts.other_client, hosts.server, duration_s=failover + 3)
-    if wait_for(lambda: bool(checks.flows_of(testbed, checks.PROTO_TCP, testbed.host_address(hosts.other_client))), 2.0) is None:
+    port = FRESH_PORTS.take(1)
+    stream = checks.tcp_stream(testbed, hosts.other_client, hosts.server, duration_s=failover + 3, source_port=port)
+    flow = checks.wait_for_connection(testbed, hosts.other_client, port)
+    if flow is None:
         raise CheckFailed(f"the TCP stream did not start: {stream.result()}")
-    flow = checks.flows_of(testbed, checks.PROTO_TCP, testbed.host_address(hosts.other_client))[-1]
     victim = flow["target"]
     testbed.kill_appliance(victim)
     outcome = stream.result(timeout_s=failover + 40)

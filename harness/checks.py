@@ -191,9 +191,20 @@ class Background:
         return json.loads(lines[-1])
 
 
-def tcp_stream(testbed: Testbed, client: str, server: str, duration_s: float) -> Background:
+def tcp_stream(testbed: Testbed, client: str, server: str, duration_s: float, source_port: int) -> Background:
     return Background.traffic(testbed, client, ["tcp-stream", "--host", testbed.host_address(server), "--port", str(TCP_PORT),
-                                        "--duration", str(duration_s)])
+                                                "--duration", str(duration_s), "--source-port", str(source_port)])
+
+
+def wait_for_connection(testbed: Testbed, client: str, source_port: int, timeout_s: float = 2.0) -> dict[str, Any] | None:
+    """The emulator's flow of a connection from `client`:`source_port`, once it exists."""
+    found: list[dict[str, Any]] = []
+
+    def seen() -> bool:
+        found[:] = flows_of(testbed, PROTO_TCP, testbed.host_address(client), source_port)
+        return bool(found)
+
+    return found[0] if wait_for(seen, timeout_s) is not None else None
 
 
 def target_of_connection(testbed: Testbed, client: str, local_port: int) -> dict[str, Any]:

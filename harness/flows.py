@@ -14,6 +14,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from harness.inet import PROTO_TCP, PROTO_UDP, TCP_FIN, TCP_RST, InnerFlow
 from harness.topology import Stickiness
@@ -84,6 +85,14 @@ class Timeouts:
     other_idle_s: float
 
 
+class FlowListener(Protocol):
+    """Told when a flow leaves the table or changes target (the emulator's fast-path cache)."""
+
+    def retired(self, flow: Flow) -> None: ...
+
+    def moved(self, flow: Flow) -> None: ...
+
+
 class FlowTable:
     """Assigns flows to targets and remembers them; both directions resolve to one Flow."""
 
@@ -101,6 +110,7 @@ class FlowTable:
         self._flows: dict[FlowKey, Flow] = {}
         self._cookies: dict[int, Flow] = {}
         self._retired: OrderedDict[int, None] = OrderedDict()
+        self.listener: FlowListener | None = None
 
     def __len__(self) -> int:
         return len(self._flows)
@@ -171,10 +181,15 @@ class FlowTable:
         """Move flows to other targets (rebalance); cookies stay, as AWS keeps the flow."""
         for flow in flows:
             flow.target = choose_target(flow.key)
+            if self.listener is not None:
+                self.listener.moved(flow)
+
+    def idle_limit(self, flow: Flow) -> float:
+        """Seconds without traffic after which the flow expires (by the key's protocol)."""
+        return self.timeouts.tcp_idle_s if flow.key.protocol == PROTO_TCP else self.timeouts.other_idle_s
 
     def _expired(self, flow: Flow, now: float) -> bool:
-        limit = self.timeouts.tcp_idle_s if flow.key.protocol == PROTO_TCP else self.timeouts.other_idle_s
-        return now - flow.last_seen > limit
+        return now - flow.last_seen > self.idle_limit(flow)
 
     def _create(self, key: FlowKey, target: int, initiator: bytes, now: float) -> Flow:
         cookie = self._new_cookie()
@@ -196,3 +211,5 @@ class FlowTable:
         self._retired[flow.cookie] = None
         if len(self._retired) > _RETIRED_COOKIES_KEPT:
             self._retired.popitem(last=False)
+        if self.listener is not None:
+            self.listener.retired(flow)

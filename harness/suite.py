@@ -25,11 +25,31 @@ class TestbedProvider:
     `testbed` fixture below."""
 
     def __init__(
-        self, testbed: Testbed | None, failure: str | None = None, requirements: frozenset[str] = frozenset()
+        self,
+        testbed: Testbed | None,
+        failure: str | None = None,
+        requirements: frozenset[str] = frozenset(),
+        needs: dict[str, str] | None = None,
+        claims: frozenset[str] = frozenset(),
     ) -> None:
         self.testbed = testbed
         self.failure = failure
         self.requirements = requirements
+        self.needs = needs or {}
+        self.claims = claims
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """A check of an optional feature the appliance does not claim reports `not claimed`,
+        before any of its fixtures runs."""
+        unclaimed = self.unclaimed(item)
+        if unclaimed:
+            pytest.skip(f"not claimed: {', '.join(unclaimed)}")
+
+    def unclaimed(self, item: pytest.Item) -> list[str]:
+        """Optional features a check's requirements need that the appliance does not claim."""
+        ids = {arg for marker in item.iter_markers("requirement") for arg in marker.args}
+        return sorted({self.needs[r] for r in ids if r in self.needs} - self.claims)
 
     def pytest_configure(self, config: pytest.Config) -> None:
         config.stash[_PROVIDER] = self

@@ -214,7 +214,9 @@ def _collect(selector: selectors.BaseSelector, intact: list[int], rounds: int, r
     return damaged
 
 
-def tcp_stream(host: str, port: int, duration: float, interval: float, chunk: int, timeout: float) -> dict[str, Any]:
+def tcp_stream(
+    host: str, port: int, duration: float, interval: float, chunk: int, timeout: float, source_port: int = 0
+) -> dict[str, Any]:
     """One long-lived connection echoing a chunk every `interval` s for `duration` s.
 
     Reports whether it survived and the longest gap between two echoes, so a check can tell a
@@ -222,7 +224,7 @@ def tcp_stream(host: str, port: int, duration: float, interval: float, chunk: in
     """
     result: dict[str, Any] = {"survived": False, "echoes": 0, "max_gap_s": 0.0}
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        sock = socket.create_connection((host, port), timeout=timeout, source_address=("", source_port))
     except OSError as error:
         result["error"] = f"connect: {type(error).__name__}: {error}"
         return result
@@ -288,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     stream.add_argument("--interval", type=float, default=0.05)
     stream.add_argument("--chunk", type=int, default=512)
     stream.add_argument("--timeout", type=float, default=15.0, help="longest wait for one echo")
+    stream.add_argument("--source-port", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command == "tcp-server":
         tcp_server(args.port)
@@ -296,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "tcp-client":
         print(json.dumps(tcp_client(args.host, args.port, args.size, args.source_port, args.timeout, args.reset)))
     elif args.command == "tcp-stream":
-        print(json.dumps(tcp_stream(args.host, args.port, args.duration, args.interval, args.chunk, args.timeout)))
+        print(json.dumps(tcp_stream(args.host, args.port, args.duration, args.interval, args.chunk, args.timeout,
+                                    args.source_port)))
     elif args.command == "udp-many":
         print(json.dumps(udp_many(args.host, args.port, args.flows, args.rounds, args.timeout, args.first_port, args.duration)))
     else:

@@ -5,7 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3 python3-venv mininet iproute2 iputils-ping tcpdump procps)
+# python3-dev, gcc and libc6-dev build the emulator's compiled fast path (setup.py) in `pip install -e .`.
+APT_PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev mininet iproute2 iputils-ping tcpdump procps tshark chromium)
+# Offline appliance images (debootstrap) and an engine for `launch.kind: docker`: Debian's
+# docker.io, unless an engine is already installed.
+APT_PACKAGES+=(debootstrap)
+command -v dockerd >/dev/null || APT_PACKAGES+=(docker.io)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,8 +31,23 @@ ln -sfn /usr/lib/python3/dist-packages/mininet .venv/system-links/mininet
 echo "$PWD/.venv/system-links" > "$site/system-links.pth"
 
 stamp=.venv/.installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
+    || [ harness/emulator/_fastpath.c -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e .
     touch "$stamp"
+fi
+
+# Start the Docker engine if it is installed but not answering. Without systemd (containers, CI)
+# dockerd runs in the background without Docker's bridge or iptables rules: the testbed never uses
+# Docker networking (containers get --network none and a moved veth).
+if command -v dockerd >/dev/null && ! docker info >/dev/null 2>&1; then
+    if [ -d /run/systemd/system ]; then
+        systemctl start docker || true
+    else
+        echo "setup: starting dockerd in the background (log: /var/log/gwlb-conformance-dockerd.log)"
+        setsid dockerd --bridge=none --iptables=false </dev/null >>/var/log/gwlb-conformance-dockerd.log 2>&1 &
+    fi
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+    docker info >/dev/null 2>&1 || echo "setup: warning: the Docker engine did not start; Docker tests will be skipped" >&2
 fi

@@ -5,7 +5,8 @@
     client ─► endpoint e-b (zone b) ─┘   GENEVE    └─► t-b1 10.0.2.10 (zone b)
 
 No sockets: inner packets are scapy-built bytes, returns are the encapsulated payloads echoed
-(or deliberately altered) as a target would send them; the clock and RNG are injected.
+(or deliberately altered) as a target would send them; the clock and RNG are injected. Every test
+runs on both data paths: the pure-Python Gwlb and the CachedGwlb (compiled cache in front).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment
 from scapy.packet import Raw
 
 from harness import geneve
+from harness.emulator import fastpath
 from harness.emulator.core import (
     MAX_INNER, Delivery, DropReason, Encapsulated, EndpointSpec, Gwlb, Settings, TargetSpec,
 )
@@ -56,11 +58,18 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(params=list(fastpath.Datapath), ids=lambda d: d.value)
+def datapath(request: pytest.FixtureRequest) -> fastpath.Datapath:
+    if request.param is fastpath.Datapath.FAST and not fastpath.AVAILABLE:
+        pytest.skip(f"the compiled fast path is not built: {fastpath.IMPORT_ERROR}")
+    return request.param
+
+
 @pytest.fixture
-def make_gwlb(clock: Clock) -> MakeGwlb:
+def make_gwlb(clock: Clock, datapath: fastpath.Datapath) -> MakeGwlb:
     def make(*, healthy: tuple[int, ...] = (0, 1, 2), **settings: object) -> Gwlb:
         base = Settings(Stickiness.FIVE_TUPLE, TIMEOUTS)
-        gwlb = Gwlb(ENDPOINTS, TARGETS, replace(base, **settings), clock, random.Random(99))
+        gwlb = fastpath.gwlb_for(datapath)(ENDPOINTS, TARGETS, replace(base, **settings), clock, random.Random(99))
         for target in healthy:
             gwlb.set_health(target, True)
         return gwlb

@@ -5,7 +5,8 @@
                                                             inet.parse_ipv4_udp
 
 benchmarks/fuzz_emulator.py runs the same engine for a million iterations; here a few tens of
-thousands must already pass, reach every validation step, and be deterministic.
+thousands must already pass, reach every validation step, and be deterministic. The tests that
+feed packets run on both data paths (the pure-Python Gwlb and the CachedGwlb of the fast path).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness import fuzzing, geneve
+from harness.emulator import fastpath
 from harness.emulator.core import Delivery, DropReason, Encapsulated
 from harness.fuzzing import Corpus, Fuzzer, capture_corpus, synthetic_corpus
 
@@ -36,6 +38,15 @@ def corpus() -> Corpus:
     return capture_corpus(CAPTURE) + synthetic_corpus()
 
 
+@pytest.fixture(params=list(fastpath.Datapath), ids=lambda d: d.value)
+def datapath(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> fastpath.Datapath:
+    """The Fuzzer's Gwlbs are of this data path's class."""
+    if request.param is fastpath.Datapath.FAST and not fastpath.AVAILABLE:
+        pytest.skip(f"the compiled fast path is not built: {fastpath.IMPORT_ERROR}")
+    monkeypatch.setattr(fuzzing, "Gwlb", fastpath.gwlb_for(request.param))
+    return request.param
+
+
 def describe(report: fuzzing.FuzzReport) -> str:
     return "\n".join(f"{c.target} at iteration {c.iteration}: {c.error}\n  {c.call}\n{c.traceback}"
                      for c in report.crashes)
@@ -47,14 +58,14 @@ def test_capture_seeds_are_its_geneve_packets() -> None:
     assert all(outer.endswith(payload) for outer, payload in zip(seeds.outers, seeds.payloads))
 
 
-def test_short_budget_lets_no_exception_escape(corpus: Corpus) -> None:
+def test_short_budget_lets_no_exception_escape(corpus: Corpus, datapath: fastpath.Datapath) -> None:
     report = Fuzzer(2024, corpus).run(BUDGET)
     assert report.crash_count == 0, describe(report)
     assert report.iterations == sum(report.outcomes.values()) == BUDGET
     assert REACHED <= set(report.outcomes), f"never reached: {sorted(REACHED - set(report.outcomes))}"
 
 
-def test_every_outcome_is_a_delivery_or_a_drop_reason(corpus: Corpus) -> None:
+def test_every_outcome_is_a_delivery_or_a_drop_reason(corpus: Corpus, datapath: fastpath.Datapath) -> None:
     fuzzer = Fuzzer(5, corpus)
     mutator, rng = fuzzer.mutator, fuzzer.rng
     for _ in range(3000):
@@ -66,7 +77,7 @@ def test_every_outcome_is_a_delivery_or_a_drop_reason(corpus: Corpus) -> None:
         assert isinstance(result, (Encapsulated, DropReason)), result
 
 
-def test_unmutated_returns_are_delivered(corpus: Corpus) -> None:
+def test_unmutated_returns_are_delivered(corpus: Corpus, datapath: fastpath.Datapath) -> None:
     fuzzer = Fuzzer(5, corpus)
     for sent in fuzzer.live:
         result = fuzzer.gwlbs[sent.gwlb].from_target(sent.address, sent.source_port, geneve.GENEVE_PORT, sent.payload)

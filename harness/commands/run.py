@@ -98,7 +98,8 @@ def execute(args: argparse.Namespace) -> int:
         except HarnessError as error:
             failure = str(error)
             report.add_error(failure)
-        provider = TestbedProvider(None if failure else testbed, failure, frozenset(args.requirement))
+        needs = {r.id: r.needs for r in catalog if r.needs}
+        provider = TestbedProvider(None if failure else testbed, failure, frozenset(args.requirement), needs, descriptor.claims)
         pytest.main(suite_arguments(args.keyword, quiet), plugins=[report, suite, provider])
     finally:
         try:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from harness import geneve
 from harness.emulator.metrics import Metrics
@@ -145,6 +145,7 @@ class Gwlb:
                 flow.header = geneve.aws_header(protocol, meta).encode()
             self.metrics.packet(self.endpoints[endpoint].zone, len(inner), self._clock())
             self.target_packets[flow.target] += 1
+            self._used(flow)
             return Encapsulated(flow.target, flow.source_port, flow.header + inner)
 
     def from_target(self, source: bytes, source_port: int, dest_port: int, payload: bytes) -> Delivery | DropReason:
@@ -189,6 +190,7 @@ class Gwlb:
             if raw != flow.header:
                 self._record_mismatch(flow, raw)
             self.flows.touch(flow)
+            self._used(flow)
             try:
                 returned = parse_inner(inner)
             except PacketError as error:
@@ -208,6 +210,12 @@ class Gwlb:
             self.pool.set_health(target, healthy)
             if not healthy and self.settings.rebalance:
                 self._move_flows_of(target)
+
+    def set_failover(self, rebalance: bool) -> None:
+        """modify-target-group-attributes for target_failover.on_unhealthy / on_deregistration
+        (AWS requires both to be equal, so one switch sets both)."""
+        with self.lock:
+            self.settings = replace(self.settings, rebalance=rebalance)
 
     def register(self, target: int) -> None:
         with self.lock:
@@ -236,6 +244,9 @@ class Gwlb:
             self.metrics.rebalanced_flows += len(flows)
         except NoTarget:
             return
+
+    def _used(self, flow: Flow) -> None:
+        """Hook: the slow path just created or refreshed `flow` (the fast path caches it)."""
 
     def _choose_target(self, key: FlowKey) -> int:
         return self.pool.choose(self.endpoints[key.endpoint].zone, key.digest())

@@ -4,6 +4,11 @@ Inner packets arrive on each endpoint's tun; GENEVE goes to targets through a ra
 (so the outer UDP source port can be the flow's); returns are read on a raw UDP socket, which sees
 every destination port and so can count replies sent to the wrong one. A bound UDP socket on 6081
 with a drop-all filter keeps the kernel from answering valid returns with port unreachables.
+
+Two data paths share those sockets (`GWLB_DATAPATH`, see harness/emulator/fastpath.py): the Python
+loop below, and the compiled one, whose event loop runs in a thread of its own without the GIL and
+hands every packet it cannot answer to the same per-packet Python functions (`_forward`,
+`_return`); the main thread then only runs the periodic `tick`.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from typing import Any
 from harness import geneve
 from harness.emulator.config import DaemonConfig
 from harness.emulator.control import ControlServer
-from harness.emulator.core import Delivery, Encapsulated, Gwlb
+from harness.emulator.core import Delivery, Encapsulated
+from harness.emulator.fastpath import CachedGwlb, choose_datapath, gwlb_for
 from harness.emulator.health import HealthChecker
 from harness.emulator.metrics import prometheus
 from harness.inet import PacketError, build_ipv4_udp, parse_ipv4_udp
@@ -36,6 +42,7 @@ log = logging.getLogger("gwlb.emulator")
 
 SO_ATTACH_FILTER = 26
 _BATCH = 256
+_FAST_BATCH = 64
 TICK_S = 0.2
 _RCVBUF = 8 * 1024 * 1024
 
@@ -53,7 +60,10 @@ def _ip(raw: bytes) -> str:
 class Daemon:
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
-        self.gwlb = Gwlb([e.spec for e in config.endpoints], list(config.targets), config.settings, registered=config.registered)
+        self.datapath = choose_datapath()
+        self.gwlb = gwlb_for(self.datapath)(
+            [e.spec for e in config.endpoints], list(config.targets), config.settings, registered=config.registered
+        )
         self.address = ipaddress.IPv4Address(config.address).packed
         self.tuns = [open_tun(e.tun, e.netns) for e in config.endpoints]
         self.rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
@@ -73,27 +83,65 @@ class Daemon:
         self._stop.set()
 
     def run(self) -> None:
-        selector = selectors.DefaultSelector()
-        selector.register(self.rx, selectors.EVENT_READ, self._read_returns)
-        for index, fd in enumerate(self.tuns):
-            selector.register(fd, selectors.EVENT_READ, lambda i=index, f=fd: self._read_tun(i, f))
         self.health.start()
         control = threading.Thread(target=self.control.serve_forever, name="control", daemon=True)
         control.start()
-        log.info("emulator ready: %d endpoints, %d targets", len(self.tuns), len(self.config.targets))
-        next_sweep = time.monotonic() + 1
+        log.info("emulator ready: %d endpoints, %d targets, %s data path", len(self.tuns), len(self.config.targets),
+                 self.datapath.value)
         try:
-            while not self._stop.is_set():
-                for key, _ in selector.select(timeout=0.5):
-                    key.data()
-                if time.monotonic() >= next_sweep:
-                    self.gwlb.tick()
-                    next_sweep = time.monotonic() + TICK_S
+            if isinstance(self.gwlb, CachedGwlb):
+                self._run_fast(self.gwlb)
+            else:
+                self._run_python()
         finally:
             self.health.stop()
             self.control.shutdown()
             for fd in self.tuns:
                 os.close(fd)
+
+    def _run_python(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self.rx, selectors.EVENT_READ, self._read_returns)
+        for index, fd in enumerate(self.tuns):
+            selector.register(fd, selectors.EVENT_READ, lambda i=index, f=fd: self._read_tun(i, f))
+        next_sweep = time.monotonic() + 1
+        while not self._stop.is_set():
+            for key, _ in selector.select(timeout=0.5):
+                key.data()
+            if time.monotonic() >= next_sweep:
+                self.gwlb.tick()
+                next_sweep = time.monotonic() + TICK_S
+
+    def _run_fast(self, gwlb: CachedGwlb) -> None:
+        """The compiled loop in a thread of its own; this thread ticks and reports I/O errors."""
+        failures: list[BaseException] = []
+
+        def serve() -> None:
+            try:
+                gwlb.cache.serve(self.tuns, self.rx.fileno(), self.tx.fileno(), self.address, self._forward,
+                                 self._return, batch=_FAST_BATCH)
+            except BaseException as error:  # noqa: BLE001  (re-raised in the main thread)
+                failures.append(error)
+            finally:
+                self._stop.set()
+
+        thread = threading.Thread(target=serve, name="datapath")
+        thread.start()
+        reported = {"send_errors": 0, "write_errors": 0}
+        try:
+            while not self._stop.wait(TICK_S):
+                self.gwlb.tick()
+                stats = gwlb.cache.stats()
+                for name, before in reported.items():
+                    if stats[name] > before:
+                        log.warning("fast path: %d %s since the last report", stats[name] - before, name.replace("_", " "))
+                        reported[name] = stats[name]
+        finally:
+            gwlb.cache.stop()
+            thread.join()
+            log.info("fast path: %s", gwlb.cache.stats())
+        if failures:
+            raise failures[0]
 
     def _read_tun(self, endpoint: int, fd: int) -> None:
         for _ in range(_BATCH):
@@ -101,14 +149,17 @@ class Daemon:
                 inner = os.read(fd, 65536)
             except BlockingIOError:
                 return
-            result = self.gwlb.from_endpoint(endpoint, inner)
-            if isinstance(result, Encapsulated):
-                target = self.config.targets[result.target]
-                packet = build_ipv4_udp(self.address, target.packed, result.source_port, geneve.GENEVE_PORT, result.payload)
-                try:
-                    self.tx.sendto(packet, self._target_addresses[result.target])
-                except OSError as error:
-                    log.warning("send to %s failed: %s", target.name, error)
+            self._forward(endpoint, inner)
+
+    def _forward(self, endpoint: int, inner: bytes) -> None:
+        result = self.gwlb.from_endpoint(endpoint, inner)
+        if isinstance(result, Encapsulated):
+            target = self.config.targets[result.target]
+            packet = build_ipv4_udp(self.address, target.packed, result.source_port, geneve.GENEVE_PORT, result.payload)
+            try:
+                self.tx.sendto(packet, self._target_addresses[result.target])
+            except OSError as error:
+                log.warning("send to %s failed: %s", target.name, error)
 
     def _read_returns(self) -> None:
         for _ in range(_BATCH):
@@ -116,18 +167,21 @@ class Daemon:
                 packet = self.rx.recv(65536)
             except BlockingIOError:
                 return
+            self._return(packet)
+
+    def _return(self, packet: bytes) -> None:
+        try:
+            datagram = parse_ipv4_udp(packet)
+        except PacketError:
+            return
+        if datagram.dst != self.address:
+            return
+        result = self.gwlb.from_target(datagram.src, datagram.sport, datagram.dport, datagram.payload)
+        if isinstance(result, Delivery):
             try:
-                datagram = parse_ipv4_udp(packet)
-            except PacketError:
-                continue
-            if datagram.dst != self.address:
-                continue
-            result = self.gwlb.from_target(datagram.src, datagram.sport, datagram.dport, datagram.payload)
-            if isinstance(result, Delivery):
-                try:
-                    os.write(self.tuns[result.endpoint], result.inner)
-                except OSError as error:
-                    log.warning("delivery to endpoint %d failed: %s", result.endpoint, error)
+                os.write(self.tuns[result.endpoint], result.inner)
+            except OSError as error:
+                log.warning("delivery to endpoint %d failed: %s", result.endpoint, error)
 
     def _routes(self) -> dict[str, Any]:
         return {
@@ -141,11 +195,18 @@ class Daemon:
         }
 
     def _actions(self) -> dict[str, Any]:
-        actions: dict[str, Any] = {}
+        actions: dict[str, Any] = {
+            "/attributes/target_failover/rebalance": lambda: self._set_failover(True),
+            "/attributes/target_failover/no_rebalance": lambda: self._set_failover(False),
+        }
         for index, target in enumerate(self.config.targets):
             actions[f"/targets/{target.name}/register"] = lambda i=index: self._act(self.gwlb.register, i)
             actions[f"/targets/{target.name}/deregister"] = lambda i=index: self._act(self.gwlb.deregister, i)
         return actions
+
+    def _set_failover(self, rebalance: bool) -> dict[str, Any]:
+        self.gwlb.set_failover(rebalance)
+        return {"target_failover": "rebalance" if rebalance else "no_rebalance"}
 
     def _act(self, action: Any, index: int) -> dict[str, Any]:
         action(index)
