@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # python3-dev, gcc and libc6-dev build the emulator's compiled fast path (setup.py) in `pip install -e .`.
-APT_PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev mininet iproute2 iputils-ping tcpdump procps tshark chromium)
+APT_PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev mininet iproute2 iptables iputils-ping tcpdump procps tshark)
 # Offline appliance images (debootstrap) and an engine for `launch.kind: docker`: Debian's
 # docker.io, unless an engine is already installed.
 APT_PACKAGES+=(debootstrap)
@@ -20,6 +20,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Chromium only renders reports in the tests; Ubuntu ships it as a snap, so it is optional there.
+if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "install ok installed"; then
+    if apt-cache policy chromium 2>/dev/null | grep -q "Candidate: [0-9]"; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    else
+        echo "setup: no Debian chromium package here; the report browser tests will be skipped" >&2
+    fi
 fi
 
 if [ ! -x .venv/bin/python ]; then
