@@ -16,7 +16,7 @@ import pytest
 from harness import checks
 from harness.checks import CheckFailed
 
-SHARED_SOURCE_PORT = 47002
+SHARED_SOURCE_PORT = 31002
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from harness import checks
 from harness.checks import PROTO_ICMP, PROTO_TCP, CheckFailed
 from harness.errors import HarnessError
 
-REUSED_PORT = 47001
-STICKY_PORTS = checks.FreshPorts(40000, 40999)
+REUSED_PORT = 31001
+STICKY_PORTS = checks.FreshPorts(30000, 30999)
 
 
 @pytest.mark.requirement("FLOW-TCP-SYMMETRIC")
