@@ -43,7 +43,8 @@ from typing import Any
 from harness.descriptor import Descriptor
 from harness.emulator.config import DaemonConfig, EndpointTun, ProbeSettings
 from harness.emulator.control import ControlClient
-from harness.emulator.core import MAX_INNER, EndpointSpec, Settings, TargetSpec
+from harness.emulator.core import MAX_INNER
+from harness.emulator.specs import EndpointSpec, Settings, TargetSpec
 from harness.errors import HarnessError
 from harness.launchers import Interface, Running, TargetContext, launcher_for, stop_process
 from harness.runs import RunRecord

@@ -12,9 +12,9 @@ from dataclasses import replace
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
 
-from harness.emulator.core import Delivery, DropReason, Gwlb, Settings
+from harness.emulator.core import Delivery, DropReason, Gwlb
+from harness.emulator.specs import Settings, TargetSpec
 from harness.emulator.targets import NoTarget, TargetPool
-from harness.emulator.specs import TargetSpec
 from harness.flows import Timeouts
 from harness.topology import Stickiness
 from tests.test_emulator_core import ENDPOINTS, TARGETS, Clock, back, send
