@@ -59,6 +59,7 @@ class Flow:
     initiator: bytes
     header: bytes = b""
     packets: list[int] = field(default_factory=lambda: [0, 0])
+    octets: list[int] = field(default_factory=lambda: [0, 0])
     returned: list[int] = field(default_factory=lambda: [0, 0])
     fins: set[bytes] = field(default_factory=set)
     reset: bool = False
@@ -86,7 +87,7 @@ class Timeouts:
 
 
 class FlowListener(Protocol):
-    """Told when a flow leaves the table or changes target (the emulator's fast-path cache)."""
+    """Told when a flow leaves the table or changes target (the fast-path cache, the flow log)."""
 
     def retired(self, flow: Flow) -> None: ...
 
@@ -110,7 +111,7 @@ class FlowTable:
         self._flows: dict[FlowKey, Flow] = {}
         self._cookies: dict[int, Flow] = {}
         self._retired: OrderedDict[int, None] = OrderedDict()
-        self.listener: FlowListener | None = None
+        self.listeners: list[FlowListener] = []
 
     def __len__(self) -> int:
         return len(self._flows)
@@ -181,8 +182,8 @@ class FlowTable:
         """Move flows to other targets (rebalance); cookies stay, as AWS keeps the flow."""
         for flow in flows:
             flow.target = choose_target(flow.key)
-            if self.listener is not None:
-                self.listener.moved(flow)
+            for listener in self.listeners:
+                listener.moved(flow)
 
     def idle_limit(self, flow: Flow) -> float:
         """Seconds without traffic after which the flow expires (by the key's protocol)."""
@@ -211,5 +212,5 @@ class FlowTable:
         self._retired[flow.cookie] = None
         if len(self._retired) > _RETIRED_COOKIES_KEPT:
             self._retired.popitem(last=False)
-        if self.listener is not None:
-            self.listener.retired(flow)
+        for listener in self.listeners:
+            listener.retired(flow)

@@ -357,6 +357,7 @@ class Testbed:
             registered=tuple(t.index for t in self.targets if t.registered),
             probe=self.probe,
             control_socket=self.control.path,
+            flow_log=str(self.run_dir / "flow-log.txt"),
         )
         Path(self.control.path).unlink(missing_ok=True)
         config_path = self.run_dir / "emulator.json"

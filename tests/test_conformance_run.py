@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.emulator.flowlog import FlowLogRecord
+
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "harness.cli"]
 FAULTY = REPO / "appliance-images" / "faulty"
@@ -79,6 +81,9 @@ def test_reference_appliance_is_conformant(tmp_path: Path) -> None:
     assert "index.html" in done.stdout
     assert (tmp_path / "report" / "junit.xml").exists()
     assert (tmp_path / "report" / "pcaps" / "gwlb.pcap").stat().st_size > 0
+    _, *lines = (tmp_path / "report" / "flow-log.txt").read_text().splitlines()
+    records = [FlowLogRecord.parse(line) for line in lines]
+    assert len({(r.srcaddr, r.srcport, r.dstaddr, r.dstport, r.protocol) for r in records}) > 1000, "FLOW-CONCURRENT's flows are logged"
 
 
 def test_reference_appliance_is_certified(tmp_path: Path) -> None:

@@ -151,7 +151,7 @@ def state(gwlb: Gwlb) -> dict[str, Any]:
             "drops": dict(metrics.drops),
             "counters": (metrics.source_port_changed, metrics.mixups, metrics.rebalanced_flows),
             "target_packets": list(gwlb.target_packets),
-            "flows": [(f.cookie, f.key, f.target, f.source_port, f.header, f.initiator, tuple(f.packets),
+            "flows": [(f.cookie, f.key, f.target, f.source_port, f.header, f.initiator, tuple(f.packets), tuple(f.octets),
                        tuple(f.returned), f.created, f.last_seen, f.closed) for f in flows],
             "mismatches": {c: (m.expected, m.observed, m.count) for c, m in gwlb.mismatches.items()},
             "mixups": list(gwlb.mixup_samples),

@@ -65,6 +65,7 @@ typedef struct {
     double last_seen;
     double limit;
     uint64_t packets[2];
+    uint64_t octets[2];
     uint64_t returned[2];
     uint32_t cookie;
     int32_t next_key;
@@ -364,6 +365,7 @@ static int32_t forward_lookup(const Cache *c, int endpoint, const uint8_t *p, si
 static int forward_count(Cache *c, int32_t i, int direction, size_t size, double now) {
     Entry *e = &c->entries[i];
     e->packets[direction]++;
+    e->octets[direction] += size;
     c->target_packets[e->target]++;
     return count_traffic(c, i, size, now);
 }
@@ -695,7 +697,7 @@ done:
 }
 
 /* What the hits changed since the last drain, for Python to fold into its flows and metrics:
- * ([(flow, packets0, packets1, returned0, returned1, last_seen)], [packets per target],
+ * ([(flow, packets0, packets1, octets0, octets1, returned0, returned1, last_seen)], [packets per target],
  *  [[(second, packets, bytes)] per zone, then the load balancer's], source_port_changed),
  * or None when nothing changed. */
 static PyObject *Cache_drain(Cache *c, PyObject *unused) {
@@ -706,8 +708,9 @@ static PyObject *Cache_drain(Cache *c, PyObject *unused) {
     for (size_t d = 0; d < c->ndirty; d++) {
         Entry *e = &c->entries[c->dirty[d]];
         if (!e->used || !e->dirty) continue;
-        PyObject *row = Py_BuildValue("(OKKKKd)", e->flow, (unsigned long long)e->packets[0],
-                                      (unsigned long long)e->packets[1], (unsigned long long)e->returned[0],
+        PyObject *row = Py_BuildValue("(OKKKKKKd)", e->flow, (unsigned long long)e->packets[0],
+                                      (unsigned long long)e->packets[1], (unsigned long long)e->octets[0],
+                                      (unsigned long long)e->octets[1], (unsigned long long)e->returned[0],
                                       (unsigned long long)e->returned[1], e->last_seen);
         if (row == NULL || PyList_Append(flows, row) < 0) {
             Py_XDECREF(row);
@@ -715,7 +718,7 @@ static PyObject *Cache_drain(Cache *c, PyObject *unused) {
         }
         Py_DECREF(row);
         e->dirty = 0;
-        e->packets[0] = e->packets[1] = e->returned[0] = e->returned[1] = 0;
+        e->packets[0] = e->packets[1] = e->octets[0] = e->octets[1] = e->returned[0] = e->returned[1] = 0;
     }
     for (int t = 0; t < c->ntargets; t++) {
         PyObject *value = PyLong_FromUnsignedLongLong(c->target_packets[t]);

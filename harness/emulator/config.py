@@ -42,6 +42,7 @@ class DaemonConfig:
     probe: ProbeSettings
     control_socket: str
     registered: tuple[int, ...]
+    flow_log: str = ""
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), default=_enum_value, indent=2))
@@ -68,6 +69,7 @@ class DaemonConfig:
             registered=tuple(raw["registered"]),
             probe=ProbeSettings(**{**probe, "protocol": HealthProtocol(probe["protocol"]), "matcher": tuple(probe["matcher"])}),
             control_socket=raw["control_socket"],
+            flow_log=raw.get("flow_log", ""),
         )
 
 

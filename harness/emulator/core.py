@@ -145,6 +145,7 @@ class Gwlb:
                 flow.header = geneve.aws_header(protocol, meta).encode()
             self.metrics.packet(self.endpoints[endpoint].zone, len(inner), self._clock())
             self.target_packets[flow.target] += 1
+            flow.octets[flow.direction(flow_id.src)] += len(inner)
             self._used(flow)
             return Encapsulated(flow.target, flow.source_port, flow.header + inner)
 

@@ -33,6 +33,7 @@ from harness.emulator.config import DaemonConfig
 from harness.emulator.control import ControlServer
 from harness.emulator.core import Delivery, Encapsulated
 from harness.emulator.fastpath import CachedGwlb, choose_datapath, gwlb_for
+from harness.emulator.flowlog import FlowLog
 from harness.emulator.health import HealthChecker
 from harness.emulator.metrics import prometheus
 from harness.inet import PacketError, build_ipv4_udp, parse_ipv4_udp
@@ -78,6 +79,9 @@ class Daemon:
         self.control = ControlServer(config.control_socket, self._routes(), self._actions())
         self._stop = threading.Event()
         self._target_addresses = [(t.address, 0) for t in config.targets]
+        self.flow_log = FlowLog(Path(config.flow_log), self.gwlb.endpoints) if config.flow_log else None
+        if self.flow_log is not None:
+            self.gwlb.flows.listeners.append(self.flow_log)
 
     def stop(self, *_: Any) -> None:
         self._stop.set()
@@ -96,6 +100,9 @@ class Daemon:
         finally:
             self.health.stop()
             self.control.shutdown()
+            if self.flow_log is not None:
+                with self.gwlb.lock:
+                    self.flow_log.close(self.gwlb.flows.flows())
             for fd in self.tuns:
                 os.close(fd)
 

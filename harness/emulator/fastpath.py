@@ -112,7 +112,7 @@ class CachedGwlb(Gwlb):
             _TUPLE_SIZE[settings.stickiness], settings.strict, None if clock is time.monotonic else clock,
         )
         self.lock = _FoldingLock(self)  # type: ignore[assignment]
-        self.flows.listener = self
+        self.flows.listeners.append(self)
 
     def from_endpoint(self, endpoint: int, inner: bytes) -> Encapsulated | DropReason:
         with self.lock:
@@ -137,9 +137,11 @@ class CachedGwlb(Gwlb):
             return
         flows, targets, zones, source_port_changed = drained
         flow: Flow
-        for flow, sent, answered, returned, returned_answer, last_seen in flows:
+        for flow, sent, answered, sent_octets, answered_octets, returned, returned_answer, last_seen in flows:
             flow.packets[0] += sent
             flow.packets[1] += answered
+            flow.octets[0] += sent_octets
+            flow.octets[1] += answered_octets
             flow.returned[0] += returned
             flow.returned[1] += returned_answer
             flow.last_seen = max(flow.last_seen, last_seen)
