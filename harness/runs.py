@@ -26,7 +26,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -154,9 +154,11 @@ class RunRecord:
         self._update(nodes=tuple(sorted(nodes.items())))
 
     def close(self) -> None:
-        """Forget the run: everything it recorded has been removed."""
+        """Forget the run, first stopping any recorded process that outlived the teardown (one cut
+        short by an error), since once forgotten nothing would ever reap it."""
         self._closed = True
         if self.path is not None:
+            stop_recorded(self.entry.processes)
             self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> RunRecord:
@@ -201,6 +203,12 @@ def _locked(directory: Path) -> Iterator[None]:
         yield
 
 
+def ignore_interrupts() -> None:
+    """Called as teardown starts: a second Ctrl-C or SIGTERM must not cut it short and leave things behind."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def reap_dead_runs(directory: Path = REGISTRY) -> list[RunEntry]:
     """Remove the leftovers of every recorded run whose harness process is gone; return those runs."""
     if not directory.exists():
@@ -220,7 +228,14 @@ def reap_dead_runs(directory: Path = REGISTRY) -> list[RunEntry]:
 
 def reap(entry: RunEntry) -> None:
     """Stop the run's recorded processes (newest first) and remove its containers."""
-    living = [p for p in reversed(entry.processes) if p.alive()]
+    stop_recorded(entry.processes)
+    if entry.containers:
+        remove_containers(entry.run_id, entry.containers)
+
+
+def stop_recorded(processes: Sequence[ProcessRef]) -> None:
+    """SIGTERM, then SIGKILL after a grace period, to those of `processes` still alive, newest first."""
+    living = [p for p in reversed(processes) if p.alive()]
     for process in living:
         signal_verified(process, signal.SIGTERM)
     deadline = time.monotonic() + _GRACE_S
@@ -228,8 +243,6 @@ def reap(entry: RunEntry) -> None:
         time.sleep(0.05)
     for process in living:
         signal_verified(process, signal.SIGKILL)
-    if entry.containers:
-        remove_containers(entry.run_id, entry.containers)
 
 
 def signal_verified(process: ProcessRef, signum: int) -> None:

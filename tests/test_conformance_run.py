@@ -149,6 +149,9 @@ def test_interrupted_run_removes_everything(tmp_path: Path) -> None:
     time.sleep(0.5)
     assert _processes_marked(marker), "the run did not start its appliances"
     process.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)  # an impatient second signal must not cut the teardown short
     _, err = process.communicate(timeout=60)
     assert process.returncode == 2, err
     assert "Traceback" not in err

@@ -58,20 +58,22 @@ def test_process_start_identifies_a_live_process_only() -> None:
 def test_record_is_written_at_every_change_and_removed_at_close(tmp_path: Path) -> None:
     record = runs.RunRecord.open("abc123", "run", tmp_path / "out", "default", directory=tmp_path)
     path = tmp_path / "abc123.json"
-    record.add_process(os.getpid(), "myself")
+    leftover = _sleeper()
+    record.add_process(leftover.pid, "outlived the teardown")
     record.add_container("gwlb-abc123-a1")
     record.set_nodes({"c1": 10, "a1": 11})
     entry = runs.RunEntry.from_json(path.read_text())
     assert entry == record.entry
     assert (entry.kind, entry.out, entry.topology) == ("run", str(tmp_path / "out"), "default")
     assert entry.containers == ("gwlb-abc123-a1",)
-    assert entry.harness.pid == os.getpid() and entry.processes[0].what == "myself"
+    assert entry.harness.pid == os.getpid() and entry.processes[0].what == "outlived the teardown"
     assert entry.node_pid("a1") == 11
     with pytest.raises(Exception, match="run abc123 has no node 'zz'; its nodes: a1, c1"):
         entry.node_pid("zz")
     assert [e.run_id for e in runs.live_runs("run", tmp_path)] == ["abc123"]
     record.close()
     assert not path.exists()
+    assert leftover.wait(5) == -signal.SIGTERM, "closing a record stops what outlived the teardown"
 
 
 def test_reaping_stops_only_what_a_dead_run_recorded(tmp_path: Path) -> None:

@@ -102,6 +102,7 @@ def execute(args: argparse.Namespace) -> int:
         provider = TestbedProvider(None if failure else testbed, failure, frozenset(args.requirement), needs, descriptor.claims)
         pytest.main(suite_arguments(args.keyword, quiet), plugins=[report, suite, provider])
     finally:
+        runs.ignore_interrupts()
         try:
             testbed.stop()
         finally:

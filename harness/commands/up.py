@@ -72,5 +72,6 @@ def execute(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("up: removing the topology", file=sys.stderr)
         finally:
+            runs.ignore_interrupts()
             testbed.stop()
     return 0
