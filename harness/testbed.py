@@ -32,10 +32,13 @@ the topology's link MTU so oversize checks can still send larger packets.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import logging
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -113,6 +116,7 @@ class Testbed:
         self._crashed: set[str] = set()
         self._helpers: list[subprocess.Popen[bytes]] = []
         self._net: Any = None
+        self.phases: dict[str, float] = {}
 
     def __enter__(self) -> Testbed:
         try:
@@ -174,22 +178,40 @@ class Testbed:
         return out.decode(errors="replace")
 
     def start(self) -> None:
+        """Build and start everything; `phases` keeps each step's seconds (benchmarks/topology_updown.py)."""
         self.logs.mkdir(parents=True, exist_ok=True)
         self.pcaps.mkdir(parents=True, exist_ok=True)
         log.info("building topology %s", self.topology.name)
-        self._build_network()
-        self._start_emulator()
+        with self._phase("network"):
+            self._build_network()
+        with self._phase("emulator"):
+            self._start_emulator()
         log.info("starting %d appliance target(s) (%s)", len(self.targets), self.descriptor.launch.kind.value)
-        self._start_appliances()
+        with self._phase("appliances"):
+            self._start_appliances()
         log.info("waiting for the targets to become healthy (at most %g s)", self.descriptor.launch.ready_timeout_s)
-        self.wait_healthy(self.descriptor.launch.ready_timeout_s)
+        with self._phase("healthy"):
+            self.wait_healthy(self.descriptor.launch.ready_timeout_s)
+
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phases[name] = time.monotonic() - started
 
     def stop(self) -> None:
-        for name, running in reversed(list(self.appliances.items())):
+        """Remove everything; appliances stop side by side, since each may take its grace period."""
+        def stop_appliance(name: str, running: Running) -> None:
             try:
                 running.stop()
             except Exception as error:  # noqa: BLE001  (teardown must go on)
                 log.warning("stopping appliance %s: %s", name, error)
+
+        if self.appliances:
+            with concurrent.futures.ThreadPoolExecutor(len(self.appliances), thread_name_prefix="stop") as pool:
+                list(pool.map(stop_appliance, *zip(*self.appliances.items())))
         self.appliances.clear()
         for process in reversed(self._helpers):
             try:
