@@ -20,7 +20,8 @@ what a sending core can produce, then, for a path that loses more than 5% of it,
 from what it delivered, since on a small machine a flooding sender takes the CPU the path needs.
 Every trial is printed as a `#` comment line.
 
-Root is needed. This file also plays the `send` and `sink` roles inside the namespaces.
+Root is needed. The sender and the sink are harness/loadgen.py's (`python -m harness.loadgen`), shared
+with the PERF checks.
 
     .venv/bin/python benchmarks/emulator_throughput.py [--duration 2] [--sizes 64,512,1500,8500]
 """
@@ -30,12 +31,10 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
-import ctypes
 import datetime
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,20 +44,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from harness import runs
+from harness import loadgen, runs
 from harness.descriptor import load_descriptor
 from harness.testbed import Testbed
 from harness.timers import TimersMode
 from harness.topology import default_topology_path, load_topology
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = Path(__file__).resolve()
 REFERENCE = REPO / "appliance-images" / "reference" / "appliance.yaml"
 SIZES = (64, 512, 1500, 8500)
 OFFERED_PPS = {64: 1_000_000, 512: 1_000_000, 1500: 800_000, 8500: 400_000}
 PORT = 9
 FLOWS = 4
-BATCH = 64
 WARMUP_S = 0.5
 SAMPLE_S = 0.05
 QUIET_S = 0.3
@@ -66,7 +63,6 @@ MAX_LOSS = 0.05
 MAX_TRIALS = 6
 BASELINE_MTU = 9001
 BASELINE_NET = ("10.254.0.1", "10.254.0.2")
-IP_UDP_HEADERS = 28
 
 
 @dataclass(frozen=True)
@@ -89,91 +85,9 @@ class Figure:
                 f"offered_pps={self.offered_pps:.0f} loss={self.loss:.1%}")
 
 
-class _Iovec(ctypes.Structure):
-    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
-
-
-class _Msghdr(ctypes.Structure):
-    _fields_ = [
-        ("msg_name", ctypes.c_void_p), ("msg_namelen", ctypes.c_uint32),
-        ("msg_iov", ctypes.POINTER(_Iovec)), ("msg_iovlen", ctypes.c_size_t),
-        ("msg_control", ctypes.c_void_p), ("msg_controllen", ctypes.c_size_t), ("msg_flags", ctypes.c_int),
-    ]
-
-
-class _Mmsghdr(ctypes.Structure):
-    _fields_ = [("msg_hdr", _Msghdr), ("msg_len", ctypes.c_uint)]
-
-
-def send(dst: str, port: int, size: int, rate: float, duration: float, flows: int) -> dict[str, float]:
-    """Offer `rate` packets/s of `size`-byte IPv4 packets for `duration` s; how many were offered
-    in the steady part (from WARMUP_S on) and when (CLOCK_MONOTONIC) it started and ended. A batch
-    the kernel refuses still counts as offered: loss anywhere on the path is the path's."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    payload = ctypes.create_string_buffer(b"\x5a" * (size - IP_UDP_HEADERS), size - IP_UDP_HEADERS)
-    iovec = _Iovec(ctypes.cast(payload, ctypes.c_void_p), size - IP_UDP_HEADERS)
-    messages = (_Mmsghdr * BATCH)()
-    for message in messages:
-        message.msg_hdr.msg_iov = ctypes.pointer(iovec)
-        message.msg_hdr.msg_iovlen = 1
-    sockets = []
-    for _ in range(flows):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-        sock.connect((dst, port))
-        sockets.append(sock)
-    offered = turn = 0
-    start = time.monotonic()
-    warm, warm_offered = start + duration, 0
-    while True:
-        elapsed = time.monotonic() - start
-        if elapsed >= duration:
-            break
-        if elapsed >= WARMUP_S and warm_offered == 0:
-            warm, warm_offered = start + elapsed, offered
-        due = min(BATCH, int(rate * elapsed) - offered)
-        if due <= 0:
-            time.sleep(max(0.0, min((offered + BATCH) / rate - elapsed, duration - elapsed)))
-            continue
-        libc.sendmmsg(sockets[turn].fileno(), messages, due, 0)
-        turn = (turn + 1) % flows
-        offered += due
-    end = time.monotonic()
-    for sock in sockets:
-        sock.close()
-    return {"offered": offered - warm_offered, "start": warm, "end": end}
-
-
-def sink(port: int) -> None:
-    """Hold the port without reading, until killed: datagrams die in the full socket buffer."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.bind(("0.0.0.0", port))
-    while True:
-        signal.pause()
-
-
-def rx_counter(pid: int, interface: str) -> int:
-    """Packets received by `interface` in the network namespace of process `pid`."""
-    for line in Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]:
-        name, _, fields = line.partition(":")
-        if name.strip() == interface:
-            return int(fields.split()[1])
-    raise KeyError(f"no interface {interface} in the network namespace of process {pid}")
-
-
-def wait_bound(pid: int, port: int, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    needle = f":{port:04X} "
-    while needle not in Path(f"/proc/{pid}/net/udp").read_text():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the sink did not bind UDP port {port} within {timeout_s:g} s")
-        time.sleep(0.05)
-
-
 def sender_args(dst: str, size: int, rate: float, duration: float) -> list[str]:
-    return [sys.executable, str(SCRIPT), "send", "--dst", dst, "--port", str(PORT), "--size", str(size),
-            "--rate", str(rate), "--duration", str(duration), "--flows", str(FLOWS)]
+    return [sys.executable, "-m", "harness.loadgen", "send", "--dst", dst, "--port", str(PORT), "--size", str(size),
+            "--rate", str(rate), "--duration", str(duration), "--flows", str(FLOWS), "--warmup", str(WARMUP_S)]
 
 
 def measure(path: str, size: int, rate: float, duration: float, run_sender: Callable[[list[str]], str],
@@ -193,24 +107,17 @@ def measure(path: str, size: int, rate: float, duration: float, run_sender: Call
             samples.append((time.monotonic(), received()))
             time.sleep(SAMPLE_S)
         report = json.loads(sender.result())
-    window = [(t, count) for t, count in samples if report["start"] <= t <= report["end"]]
+    window = [(t, count) for t, count in samples if report["steady_start"] <= t <= report["end"]]
     if len(window) < 2:
         raise RuntimeError(f"{path} {size} B: the sending window held {len(window)} counter samples; use a longer --duration")
     (t0, c0), (t1, c1) = window[0], window[-1]
-    return Figure(path, size, report["offered"] / (report["end"] - report["start"]), (c1 - c0) / (t1 - t0))
+    return Figure(path, size, report["steady_packets"] / (report["end"] - report["steady_start"]), (c1 - c0) / (t1 - t0))
 
 
 def wait_quiet(received: Callable[[], int], timeout_s: float = 10.0) -> None:
     """Until the previous figure's backlog has drained (no arrivals for QUIET_S)."""
-    deadline = time.monotonic() + timeout_s
-    last = received()
-    while time.monotonic() < deadline:
-        time.sleep(QUIET_S)
-        now = received()
-        if now == last:
-            return
-        last = now
-    raise RuntimeError(f"packets still arriving {timeout_s:g} s after the previous figure ended")
+    if not loadgen.wait_quiet(received, QUIET_S, timeout_s):
+        raise RuntimeError(f"packets still arriving {timeout_s:g} s after the previous figure ended")
 
 
 def _ip(*args: str) -> None:
@@ -254,10 +161,10 @@ Trial = Callable[[int, float], Figure]
 def baseline_rig(duration: float) -> Iterator[Trial]:
     """The veth pair with a sink in one namespace; trials send from the other."""
     with baseline_namespaces() as (sender_ns, sink_ns):
-        sink_process = subprocess.Popen(["ip", "netns", "exec", sink_ns, sys.executable, str(SCRIPT), "sink"],
+        sink_process = subprocess.Popen(["ip", "netns", "exec", sink_ns, sys.executable, "-m", "harness.loadgen", "sink"],
                                         stdin=subprocess.DEVNULL)
         try:
-            wait_bound(sink_process.pid, PORT)
+            loadgen.wait_bound(sink_process.pid, PORT)
 
             def run_sender(args: list[str]) -> str:
                 return subprocess.run(["ip", "netns", "exec", sender_ns, *args], check=True, capture_output=True,
@@ -265,7 +172,7 @@ def baseline_rig(duration: float) -> Iterator[Trial]:
 
             def trial(size: int, rate: float) -> Figure:
                 return measure("baseline", size, rate, duration, run_sender,
-                               lambda: rx_counter(sink_process.pid, "bench1"), BASELINE_NET[1])
+                               lambda: loadgen.rx_counter(sink_process.pid, "bench1"), BASELINE_NET[1])
 
             yield trial
         finally:
@@ -288,14 +195,14 @@ def emulator_rig(duration: float, out: Path, appliance: Path) -> Iterator[Trial]
             started = time.monotonic()
             testbed.start()
             print(f"# testbed up in {time.monotonic() - started:.1f} s", flush=True)
-            testbed.spawn(server, [sys.executable, str(SCRIPT), "sink"], "bench-sink.log")
+            testbed.spawn(server, [sys.executable, "-m", "harness.loadgen", "sink"], "bench-sink.log")
             server_pid = testbed.node(server).pid
-            wait_bound(server_pid, PORT)
+            loadgen.wait_bound(server_pid, PORT)
 
             def trial(size: int, rate: float) -> Figure:
                 return measure("emulator", size, rate, duration,
                                lambda args: testbed.run(consumer, args, timeout_s=duration + 30),
-                               lambda: rx_counter(server_pid, f"{server}-eth0"), testbed.host_address(server))
+                               lambda: loadgen.rx_counter(server_pid, f"{server}-eth0"), testbed.host_address(server))
 
             yield trial
         finally:
@@ -358,23 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single", action="store_true", help="one trial per figure, at the --rate offered rate")
     parser.add_argument("--appliance", type=Path, default=REFERENCE)
     parser.add_argument("--out", type=Path, default=None, help="keep the testbed's logs and pcaps here")
-    roles = parser.add_subparsers(dest="role", help="what this file does inside a namespace")
-    sender = roles.add_parser("send", help="offer UDP at a fixed rate, print what was offered as JSON")
-    sender.add_argument("--dst", required=True)
-    sender.add_argument("--port", type=int, default=PORT)
-    sender.add_argument("--size", type=int, required=True)
-    sender.add_argument("--rate", type=float, required=True)
-    sender.add_argument("--duration", type=float, required=True)
-    sender.add_argument("--flows", type=int, default=FLOWS)
-    receiver = roles.add_parser("sink", help="hold a UDP port without reading it")
-    receiver.add_argument("--port", type=int, default=PORT)
     args = parser.parse_args(argv)
-    if args.role == "send":
-        print(json.dumps(send(args.dst, args.port, args.size, args.rate, args.duration, args.flows)))
-        return 0
-    if args.role == "sink":
-        sink(args.port)
-        return 0
     if os.geteuid() != 0:
         print("emulator_throughput: needs root (network namespaces, tun devices, raw sockets)", file=sys.stderr)
         return 2

@@ -22,8 +22,10 @@ def udp_flow(testbed, hosts):
 
 
 @pytest.mark.requirement("ENC-HDR-ECHO")
-def test_header_echoed_byte_for_byte(testbed, udp_flow):
+def test_header_echoed_byte_for_byte(testbed, hosts, udp_flow):
     result, flow = udp_flow
+    if testbed.topology.gwlb.profile.directional:
+        _expect_each_direction_echoed(testbed, hosts)
     mismatch = testbed.control.get("/mismatches").get(str(flow["cookie"]))
     if mismatch:
         raise CheckFailed(
@@ -35,6 +37,24 @@ def test_header_echoed_byte_for_byte(testbed, udp_flow):
     checks.expect_returned_both_ways(testbed, flow, "UDP exchange")
     if result["received_intact"] != result["sent"]:
         raise CheckFailed(f"expected {result['sent']} UDP echoes intact, got {result}\n{checks.emulator_account(testbed)}")
+
+
+def _expect_each_direction_echoed(testbed, hosts):
+    """Under a profile whose cookie word carries the direction (tencent), a reply must echo the
+    header its own packet arrived with. An appliance that caches one header per flow gets that
+    right for request-reply traffic but not while both directions are in flight, so this sends
+    64 KiB each way over TCP and counts returns carrying the other direction's bits."""
+    before = testbed.control.get("/metrics")["drops"].get("direction", 0)
+    result = checks.tcp_exchange(testbed, hosts.client, hosts.server, size=65536)
+    swapped = testbed.control.get("/metrics")["drops"].get("direction", 0) - before
+    if swapped or not result["intact"]:
+        profile = testbed.topology.gwlb.profile
+        raise CheckFailed(
+            f"profile {profile.name}: {swapped} returned packets of a 64 KiB TCP echo carried the other direction's "
+            f"{profile.direction_bits} direction bits in the cookie word (each packet's own header must be echoed); "
+            f"echo intact: {result['intact']}\n{checks.emulator_account(testbed)}",
+            **checks.emulator_evidence(testbed),
+        )
 
 
 @pytest.mark.requirement("ENC-DST-PORT")
@@ -62,7 +82,8 @@ def test_unknown_non_critical_option_echoed(testbed):
     for target in (t for t in testbed.targets if t.registered):
         result = checks.inject(testbed, target, endpoint, "extra-option", count=3)
         if not result["echoed"]:
-            raise CheckFailed(f"{target.name} returned none of 3 packets carrying an unknown non-critical option after AWS's three")
+            vendor = testbed.topology.gwlb.profile.layout.vendor
+            raise CheckFailed(f"{target.name} returned none of 3 packets carrying an unknown non-critical option after {vendor}'s three")
         wrong = [h for h in result["echoed_headers"] if h != result["sent_header"]]
         if wrong:
             raise CheckFailed(

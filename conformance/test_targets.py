@@ -37,7 +37,8 @@ def new_flows(testbed):
     """These checks open new flows between the same two hosts, which only 5-tuple stickiness
     tells apart (under 3- and 2-tuple stickiness they all join one existing flow)."""
     if testbed.topology.gwlb.stickiness.value != "five_tuple":
-        pytest.skip(f"needs new flows between the same hosts; topology {testbed.topology.name} is not five_tuple")
+        pytest.skip(f"needs new flows between the same hosts; topology {testbed.topology.name} is not five_tuple"
+                    + checks.forced_stickiness_note(testbed))
 
 
 def _registered(testbed):

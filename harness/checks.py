@@ -109,6 +109,14 @@ def ping(testbed: Testbed, client: str, server: str, count: int = 3, inner_size:
     return received, summary
 
 
+def forced_stickiness_note(testbed: Testbed) -> str:
+    """For skip reasons: ' (profile P always hashes S)' when the profile, not the topology, chose."""
+    profile = testbed.topology.gwlb.profile
+    if profile.forced_stickiness is None:
+        return ""
+    return f" (profile {profile.name} always hashes {profile.forced_stickiness.value})"
+
+
 def flows_of(testbed: Testbed, protocol: int, address: str, port: int | None = None) -> list[dict[str, Any]]:
     """The emulator's flows of `protocol` that have (`address`, `port`) as one end (under 3- or
     2-tuple stickiness flows carry no ports, and under 2-tuple no protocol, so those match any)."""
@@ -240,7 +248,8 @@ def inject_command(
     client = str(endpoint.consumers.address_of(endpoint.consumers.hosts[0]))
     server = str(endpoint.servers.address_of(endpoint.servers.hosts[0]))
     return [sys.executable, "-m", "harness.inject", "--source", str(testbed.topology.gwlb.address), "--target", target.address,
-            "--eni", hex(endpoint.eni_id), "--inner", client, server, "--kind", kind, "--count", str(count),
+            "--eni", hex(endpoint.eni_id), "--profile", testbed.topology.gwlb.profile.name,
+            "--inner", client, server, "--kind", kind, "--count", str(count),
             "--listen", str(listen_s), *args]
 
 

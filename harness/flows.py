@@ -48,7 +48,10 @@ class FlowKey:
 
 @dataclass(eq=False)
 class Flow:
-    """One flow's assignment: fixed target, cookie and outer source port for its whole life."""
+    """One flow's assignment: fixed target, cookie and outer source port for its whole life.
+
+    `header` goes on packets from the initiator and `reply_header` on packets towards it; they
+    differ only under a profile whose cookie word carries the direction (tencent)."""
 
     key: FlowKey
     target: int
@@ -58,6 +61,7 @@ class Flow:
     last_seen: float
     initiator: bytes
     header: bytes = b""
+    reply_header: bytes = b""
     packets: list[int] = field(default_factory=lambda: [0, 0])
     octets: list[int] = field(default_factory=lambda: [0, 0])
     returned: list[int] = field(default_factory=lambda: [0, 0])
@@ -71,6 +75,10 @@ class Flow:
     def direction(self, src: bytes) -> int:
         """0 for packets from the side that opened the flow, 1 for the other side."""
         return 0 if src == self.initiator else 1
+
+    def header_for(self, direction: int) -> bytes:
+        """The GENEVE header the GWLB sends on this flow's packets going `direction`."""
+        return self.reply_header if direction else self.header
 
 
 class Outcome(enum.Enum):
@@ -103,8 +111,10 @@ class FlowTable:
         timeouts: Timeouts,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        cookie_bits: int = 32,
     ) -> None:
         self.stickiness = stickiness
+        self.cookie_bits = cookie_bits
         self.timeouts = timeouts
         self._clock = clock
         self._rng = rng or random.SystemRandom()
@@ -202,7 +212,7 @@ class FlowTable:
 
     def _new_cookie(self) -> int:
         while True:
-            cookie = self._rng.getrandbits(32)
+            cookie = self._rng.getrandbits(self.cookie_bits)
             if cookie not in self._cookies and cookie not in self._retired:
                 return cookie
 

@@ -1,4 +1,4 @@
-"""GENEVE (RFC 8926) header codec and the AWS Gateway Load Balancer option layout.
+"""GENEVE (RFC 8926) header codec and the Gateway Load Balancer option layout.
 
 This module only turns bytes into frozen values and back; it knows nothing about sockets, flows or
 policy. It runs per packet on the emulator's data path, so it is hand-written with ``struct``
@@ -8,6 +8,10 @@ Decoding is strict about structure (version, lengths) and lenient about meaning:
 options are returned as they are, because whether to drop them is the caller's policy. Reserved bits
 are kept in ``reserved_*`` fields rather than ignored, so ``decode(raw).encode() == raw`` for every
 valid header and two decoded headers compare equal exactly when their bytes do.
+
+AWS defined the option layout (ENI ID, attachment ID, flow cookie as types 1, 2, 3); other clouds
+reuse it under their own option class, so the class travels in an `OptionLayout` whose default
+is AWS's. What a cookie word means is the profile's business (`harness/profiles.py`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,22 @@ _OPTION = struct.Struct("!HBB")
 _ENI_TEXT = re.compile(r"vpce-([0-9a-f]{17})")
 _AWS_FIELDS = ((AWS_ENI_TYPE, "ENI ID", 8), (AWS_ATTACHMENT_TYPE, "attachment ID", 8),
                (AWS_COOKIE_TYPE, "flow cookie", 4))
+
+
+@dataclass(frozen=True, slots=True)
+class OptionLayout:
+    """Whose options these are: the vendor (for messages) and the option class of its three TLVs."""
+
+    vendor: str
+    opt_class: int
+
+    @property
+    def types(self) -> frozenset[tuple[int, int]]:
+        """(class, type) of the three options, critical bit clear."""
+        return frozenset((self.opt_class, t) for t, _, _ in _AWS_FIELDS)
+
+
+AWS_LAYOUT = OptionLayout("AWS", AWS_OPTION_CLASS)
 
 
 class GeneveError(ValueError):
@@ -177,20 +197,20 @@ class AwsMetadata:
         _check_width("AWS attachment ID", self.attachment_id, 64)
         _check_width("AWS flow cookie", self.cookie, 32)
 
-    def options(self) -> tuple[GeneveOption, GeneveOption, GeneveOption]:
-        """The three AWS options in the order a GWLB sends them."""
-        return (GeneveOption(AWS_OPTION_CLASS, AWS_ENI_TYPE, self.eni_id.to_bytes(8, "big")),
-                GeneveOption(AWS_OPTION_CLASS, AWS_ATTACHMENT_TYPE,
-                             self.attachment_id.to_bytes(8, "big")),
-                GeneveOption(AWS_OPTION_CLASS, AWS_COOKIE_TYPE, self.cookie.to_bytes(4, "big")))
+    def options(self, layout: OptionLayout = AWS_LAYOUT) -> tuple[GeneveOption, GeneveOption, GeneveOption]:
+        """The three options in the order a GWLB sends them (`cookie` is the whole 32-bit word)."""
+        opt_class = layout.opt_class
+        return (GeneveOption(opt_class, AWS_ENI_TYPE, self.eni_id.to_bytes(8, "big")),
+                GeneveOption(opt_class, AWS_ATTACHMENT_TYPE, self.attachment_id.to_bytes(8, "big")),
+                GeneveOption(opt_class, AWS_COOKIE_TYPE, self.cookie.to_bytes(4, "big")))
 
     @classmethod
-    def from_header(cls, header: GeneveHeader) -> AwsMetadata:
-        """Read the three AWS options wherever they are; extra options are ignored."""
+    def from_header(cls, header: GeneveHeader, layout: OptionLayout = AWS_LAYOUT) -> AwsMetadata:
+        """Read the three options of `layout` wherever they are; extra options are ignored."""
         values = []
         for opt_type, name, size in _AWS_FIELDS:
-            opt = header.option(AWS_OPTION_CLASS, opt_type)
-            where = f"AWS {name} option (class 0x{AWS_OPTION_CLASS:04x}, type {opt_type})"
+            opt = header.option(layout.opt_class, opt_type)
+            where = f"{layout.vendor} {name} option (class 0x{layout.opt_class:04x}, type {opt_type})"
             if opt is None:
                 raise GeneveError(f"{where}: expected in the header, found none")
             if len(opt.data) != size:
@@ -199,9 +219,9 @@ class AwsMetadata:
         return cls(*values)
 
 
-def aws_header(protocol: int, meta: AwsMetadata) -> GeneveHeader:
-    """The header a GWLB sends: VNI 0, no flags, the three AWS options (OptLen 8, 40 bytes)."""
-    return GeneveHeader(protocol, 0, meta.options())
+def aws_header(protocol: int, meta: AwsMetadata, layout: OptionLayout = AWS_LAYOUT) -> GeneveHeader:
+    """The header a GWLB sends: VNI 0, no flags, the three options (OptLen 8, 40 bytes)."""
+    return GeneveHeader(protocol, 0, meta.options(layout))
 
 
 def format_eni(eni_id: int) -> str:

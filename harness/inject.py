@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from harness import geneve
 from harness.inet import PacketError, build_ipv4_udp, parse_ipv4_udp
+from harness.profiles import DEFAULT, PROFILES, Direction, Profile
 
 INJECT_PORT = 40999
 MARKER = b"GWLB-CONFORMANCE-INJECTED"
@@ -40,63 +41,64 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def _meta(eni: int) -> geneve.AwsMetadata:
-    return geneve.AwsMetadata(eni, 0x0123456789ABCDEF, 0xC0FFEE00)
+def _options(profile: Profile, eni: int) -> tuple[geneve.GeneveOption, ...]:
+    """The profile's three options, as its GWLB would send them on a packet from an initiator."""
+    cookie = profile.cookie_word(0x0C0FFEE0, Direction.FROM_INITIATOR)
+    return geneve.AwsMetadata(eni, 0x0123456789ABCDEF, cookie).options(profile.layout)
 
 
-def _aws(eni: int, **changes: object) -> bytes:
-    header = geneve.aws_header(geneve.PROTO_IPV4, _meta(eni))
-    fields = {"protocol": header.protocol, "vni": header.vni, "options": header.options, "critical": header.critical}
+def _gwlb_header(profile: Profile, eni: int, **changes: object) -> bytes:
+    fields: dict[str, object] = {"protocol": geneve.PROTO_IPV4, "options": _options(profile, eni)}
     fields.update(changes)
     return geneve.GeneveHeader(**fields).encode()  # type: ignore[arg-type]
 
 
-def bad_version(eni: int, inner: bytes) -> bytes:
-    header = bytearray(_aws(eni))
+def bad_version(profile: Profile, eni: int, inner: bytes) -> bytes:
+    header = bytearray(_gwlb_header(profile, eni))
     header[0] = (header[0] & 0x3F) | 0x40
     return bytes(header) + inner
 
 
-def truncated(eni: int, inner: bytes) -> bytes:
-    return _aws(eni)[:6]
+def truncated(profile: Profile, eni: int, inner: bytes) -> bytes:
+    return _gwlb_header(profile, eni)[:6]
 
 
-def optlen_overrun(eni: int, inner: bytes) -> bytes:
-    header = bytearray(_aws(eni))
+def optlen_overrun(profile: Profile, eni: int, inner: bytes) -> bytes:
+    header = bytearray(_gwlb_header(profile, eni))
     header[0] = (header[0] & 0xC0) | 0x3F
     return bytes(header) + inner[:20]
 
 
-def option_overrun(eni: int, inner: bytes) -> bytes:
-    header = bytearray(_aws(eni))
+def option_overrun(profile: Profile, eni: int, inner: bytes) -> bytes:
+    header = bytearray(_gwlb_header(profile, eni))
     header[8 + 3] = (header[8 + 3] & 0xE0) | 0x1F
     return bytes(header) + inner
 
 
-def critical_option(eni: int, inner: bytes) -> bytes:
+def critical_option(profile: Profile, eni: int, inner: bytes) -> bytes:
     unknown = geneve.GeneveOption(0xFFF0, 0x81, b"\x00" * 4)
-    return _aws(eni, options=(*_meta(eni).options(), unknown), critical=True) + inner
+    return _gwlb_header(profile, eni, options=(*_options(profile, eni), unknown), critical=True) + inner
 
 
-def wrong_protocol(eni: int, inner: bytes) -> bytes:
-    return _aws(eni, protocol=0x6558) + inner
+def wrong_protocol(profile: Profile, eni: int, inner: bytes) -> bytes:
+    return _gwlb_header(profile, eni, protocol=0x6558) + inner
 
 
-def empty_inner(eni: int, inner: bytes) -> bytes:
-    return _aws(eni)
+def empty_inner(profile: Profile, eni: int, inner: bytes) -> bytes:
+    return _gwlb_header(profile, eni)
 
 
-def extra_option(eni: int, inner: bytes) -> bytes:
-    """Valid, with an unknown non-critical option after AWS's three (RFC 8926: to be echoed)."""
+def extra_option(profile: Profile, eni: int, inner: bytes) -> bytes:
+    """Valid, with an unknown non-critical option after the GWLB's three (RFC 8926: to be echoed)."""
     unknown = geneve.GeneveOption(0xFFF0, 0x01, b"\x5a" * 4)
-    return _aws(eni, options=(*_meta(eni).options(), unknown)) + inner
+    return _gwlb_header(profile, eni, options=(*_options(profile, eni), unknown)) + inner
 
 
-def random_bytes(eni: int, inner: bytes) -> bytes:
+def random_bytes(profile: Profile, eni: int, inner: bytes) -> bytes:
     return os.urandom(random.randint(0, 600))
 
 
-KINDS: dict[str, Callable[[int, bytes], bytes]] = {
+KINDS: dict[str, Callable[[Profile, int, bytes], bytes]] = {
     "bad-version": bad_version,
     "truncated": truncated,
     "optlen-overrun": optlen_overrun,
@@ -106,7 +108,7 @@ KINDS: dict[str, Callable[[int, bytes], bytes]] = {
     "empty-inner": empty_inner,
     "random-bytes": random_bytes,
 }
-VALID_KINDS: dict[str, Callable[[int, bytes], bytes]] = {"extra-option": extra_option}
+VALID_KINDS: dict[str, Callable[[Profile, int, bytes], bytes]] = {"extra-option": extra_option}
 
 
 class Injector:
@@ -138,11 +140,12 @@ class Injector:
         return replies
 
 
-def inject(source: str, target: str, eni: int, inner: tuple[str, str], kind: str, count: int, listen_s: float) -> dict[str, object]:
+def inject(source: str, target: str, profile: Profile, eni: int, inner: tuple[str, str], kind: str, count: int,
+           listen_s: float) -> dict[str, object]:
     injector = Injector(source, target)
     nonce = os.urandom(4).hex().encode()
     inner_packet = _inner(nonce, *inner)
-    packet = {**KINDS, **VALID_KINDS}[kind](eni, inner_packet)
+    packet = {**KINDS, **VALID_KINDS}[kind](profile, eni, inner_packet)
     for _ in range(count):
         injector.send(packet)
     replies = injector.echoed(nonce, listen_s)
@@ -156,12 +159,13 @@ def inject(source: str, target: str, eni: int, inner: tuple[str, str], kind: str
     }
 
 
-def flood(source: str, target: str, eni: int, inner_ends: tuple[str, str], duration_s: float, rate_pps: int) -> dict[str, object]:
+def flood(source: str, target: str, profile: Profile, eni: int, inner_ends: tuple[str, str], duration_s: float,
+          rate_pps: int) -> dict[str, object]:
     """Malformed packets of every kind at `rate_pps` (paced every 10 ms) for `duration_s`."""
     injector = Injector(source, target)
     nonce = os.urandom(4).hex().encode()
     inner = _inner(nonce, *inner_ends)
-    packets = [build(eni, inner) for build in KINDS.values() for _ in range(8)]
+    packets = [build(profile, eni, inner) for build in KINDS.values() for _ in range(8)]
     per_tick = max(1, rate_pps // 100)
     sent, start = 0, time.monotonic()
     end = start + duration_s
@@ -182,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", required=True, help="the GWLB's address")
     parser.add_argument("--target", required=True)
     parser.add_argument("--eni", type=lambda text: int(text, 0), required=True, help="ENI ID to put in option 1")
+    parser.add_argument("--profile", choices=list(PROFILES), default=DEFAULT.name, help="whose option class and cookie word")
     parser.add_argument("--inner", nargs=2, metavar=("SRC", "DST"), required=True, help="inner packet's addresses")
     parser.add_argument("--kind", choices=[*KINDS, *VALID_KINDS, "flood"], required=True)
     parser.add_argument("--count", type=int, default=3)
@@ -189,10 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=3.0, help="flood duration")
     parser.add_argument("--rate", type=int, default=10000, help="flood packets per second")
     args = parser.parse_args(argv)
+    profile = PROFILES[args.profile]
     if args.kind == "flood":
-        result = flood(args.source, args.target, args.eni, tuple(args.inner), args.duration, args.rate)
+        result = flood(args.source, args.target, profile, args.eni, tuple(args.inner), args.duration, args.rate)
     else:
-        result = inject(args.source, args.target, args.eni, tuple(args.inner), args.kind, args.count, args.listen)
+        result = inject(args.source, args.target, profile, args.eni, tuple(args.inner), args.kind, args.count,
+                        args.listen)
     print(json.dumps(result))
     return 0
 

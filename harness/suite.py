@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
+from harness.perf import default_thresholds_path
 from harness.testbed import Testbed
 
 SUITE_DIR = Path(__file__).resolve().parents[1] / "conformance"
@@ -31,8 +32,10 @@ class TestbedProvider:
         requirements: frozenset[str] = frozenset(),
         needs: dict[str, str] | None = None,
         claims: frozenset[str] = frozenset(),
+        perf_thresholds: Path | None = None,
     ) -> None:
         self.testbed = testbed
+        self.perf_thresholds = perf_thresholds
         self.failure = failure
         self.requirements = requirements
         self.needs = needs or {}
@@ -73,6 +76,12 @@ def testbed(request: pytest.FixtureRequest) -> Testbed:
     if provider.testbed is None:
         raise HarnessError(provider.failure or "no testbed")
     return provider.testbed
+
+
+@pytest.fixture(scope="session")
+def perf_thresholds(request: pytest.FixtureRequest) -> Path:
+    """The PERF thresholds file: `run --perf-thresholds`, else conformance/perf-thresholds.yaml."""
+    return request.config.stash[_PROVIDER].perf_thresholds or default_thresholds_path()
 
 
 def suite_arguments(keyword: str | None, quiet: bool) -> list[str]:

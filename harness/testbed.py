@@ -20,6 +20,10 @@ what a killed one left. Teardown stops the appliances, then the helper processes
 first, then mininet removes the hosts, which removes their links and tun devices; each step goes
 on when an earlier one fails, and stopping twice is harmless.
 
+An endpoint declared `joins: late` is not built at `up`: `join_endpoint` builds its router and
+hosts the same way while traffic flows and tells the running emulator (`POST /endpoints`), which
+opens its tun; mininet adds nodes and links to a built network just as it does before `build()`.
+
 A dual-stack side (`subnet6`) also gives its hosts IPv6 addresses; its endpoint forwards IPv6 and
 steers it into the same tun (`ip -6 rule iif ... lookup 100`), so the GWLB carries inner IPv6
 over its IPv4 outer header. Target interfaces are configured by the launcher, wherever the
@@ -43,6 +47,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from harness import loadgen
 from harness.descriptor import Descriptor
 from harness.emulator.config import DaemonConfig, EndpointTun, ProbeSettings
 from harness.emulator.control import ControlClient
@@ -117,6 +122,7 @@ class Testbed:
         self._helpers: list[subprocess.Popen[bytes]] = []
         self._net: Any = None
         self.phases: dict[str, float] = {}
+        self.joined: list[str] = []
 
     def __enter__(self) -> Testbed:
         try:
@@ -295,12 +301,16 @@ class Testbed:
         return self._net.addLink(host, router).intf2.name
 
     def _configure_router(self, endpoint: Endpoint, intfs: list[str]) -> None:
-        """The endpoint: every host its own /32 (and /128) link; all they send goes to table 100."""
+        """The endpoint: every host its own /32 (and /128) link; all they send goes to table 100.
+        Its tun has no IPv6 link-local address and no multicast, so the router's own kernel sends
+        nothing into the GWLB (its router solicitations and MLD reports would reach the appliances
+        as flows of every endpoint)."""
         mtu = self.topology.link_mtu
         tun = f"{endpoint.name}-tun"
         commands = [
             "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0",
             f"ip tuntap add dev {tun} mode tun",
+            f"ip link set dev {tun} addrgenmode none multicast off",
             f"ip link set dev {tun} mtu {mtu} txqueuelen {TUN_QUEUE} up",
             f"ip route add default dev {tun} table {STEERING_TABLE}",
         ]
@@ -355,18 +365,39 @@ class Testbed:
             ]
         _run(self._net[host], commands)
 
+    def _endpoint_tun(self, endpoint: Endpoint) -> EndpointTun:
+        return EndpointTun(
+            EndpointSpec(endpoint.name, endpoint.eni_id, endpoint.attachment_id, endpoint.zone),
+            f"/proc/{self.node(endpoint.name).pid}/ns/net",
+            f"{endpoint.name}-tun",
+        )
+
+    def join_endpoint(self, name: str) -> Endpoint:
+        """Create a `joins: late` endpoint while traffic flows, as a consumer creates one against a
+        running endpoint service: its router and hosts are built like the others at `up`, then
+        the emulator opens its tun and serves it from now on (control API `POST /endpoints`)."""
+        endpoint = next((e for e in self.topology.late_endpoints if e.name == name), None)
+        if endpoint is None:
+            late = ", ".join(e.name for e in self.topology.late_endpoints) or "none"
+            raise HarnessError(f"topology {self.topology.name} has no late-joining endpoint {name!r} (late ones: {late})")
+        if name in self.joined:
+            raise HarnessError(f"endpoint {name} has joined already")
+        self._add_host(endpoint.name)
+        hosts = [host for _, host in _hosts(endpoint)]
+        intfs = [self._add_leaf(host, endpoint.name) for host in hosts]
+        for node in (endpoint.name, *hosts):
+            self._net[node].configDefault()
+        self._configure_router(endpoint, intfs)
+        answer = self.control.post("/endpoints", self._endpoint_tun(endpoint).to_json())
+        self.joined.append(name)
+        log.info("endpoint %s joined the running GWLB as index %s", name, answer["index"])
+        return endpoint
+
     def _start_emulator(self) -> None:
         gwlb = self.node(GWLB_NODE)
         config = DaemonConfig(
             address=str(self.topology.gwlb.address),
-            endpoints=tuple(
-                EndpointTun(
-                    EndpointSpec(e.name, e.eni_id, e.attachment_id, e.zone),
-                    f"/proc/{self.node(e.name).pid}/ns/net",
-                    f"{e.name}-tun",
-                )
-                for e in self.topology.endpoints
-            ),
+            endpoints=tuple(self._endpoint_tun(e) for e in self.topology.endpoints),
             targets=tuple(TargetSpec(t.name, t.address, t.zone) for t in self.targets),
             settings=Settings(
                 stickiness=self.topology.gwlb.stickiness,
@@ -375,6 +406,7 @@ class Testbed:
                 strict=self.strict,
                 rebalance=self.topology.gwlb.rebalance,
                 deregistration_delay_s=self.deregistration_delay_s,
+                profile=self.topology.gwlb.profile.name,
             ),
             registered=tuple(t.index for t in self.targets if t.registered),
             probe=self.probe,
@@ -385,7 +417,7 @@ class Testbed:
         config_path = self.run_dir / "emulator.json"
         config.write(config_path)
         tcpdump = gwlb.popen(
-            ["tcpdump", "-i", "any", "-s", "256", "--immediate-mode", "-U", "-w", str(self.pcaps / "gwlb.pcap"), "udp port 6081 or icmp"],
+            ["tcpdump", "-i", "any", "-s", "256", "--immediate-mode", "-U", "-w", str(self.pcaps / "gwlb.pcap"), loadgen.capture_filter()],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         self._helpers.append(tcpdump)

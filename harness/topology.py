@@ -7,7 +7,6 @@ dual-stack sides, IPv6 unique local addresses) that live only inside the run's o
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -15,15 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.profiles import Profile, Stickiness, get_profile
 from harness.yamlconfig import load_validated
-
-
-class Stickiness(enum.Enum):
-    """AWS target-group attribute `stickiness.type`."""
-
-    FIVE_TUPLE = "five_tuple"
-    THREE_TUPLE = "source_ip_dest_ip_proto"
-    TWO_TUPLE = "source_ip_dest_ip"
 
 
 @dataclass(frozen=True)
@@ -69,9 +61,10 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Gwlb:
-    """The emulated load balancer: its address on the appliance subnet and its attributes."""
+    """The emulated load balancer: its profile, its address on the appliance subnet and its
+    attributes (`stickiness` is the one in effect, which the profile may force)."""
 
-    profile: str
+    profile: Profile
     address: ipaddress.IPv4Address
     target_subnet: ipaddress.IPv4Network
     targets_per_zone: int
@@ -108,6 +101,9 @@ class Topology:
     link_mtu: int
     source: str
     two_arm: TwoArm | None = None
+    late_endpoints: tuple[Endpoint, ...] = ()
+    """Endpoints declared `joins: late`: not built at `up`, created while traffic flows
+    (`Testbed.join_endpoint`), as a consumer may create an endpoint at any time."""
 
     def target_address(self, index: int) -> ipaddress.IPv4Address:
         """Appliance target `index` (from 0) on the appliance subnet."""
@@ -125,8 +121,9 @@ class Topology:
         )
 
     def subnets(self) -> tuple[Subnet, ...]:
-        """Every subnet with hosts: each endpoint's consumers and servers, then two-arm servers."""
-        sides = tuple(side for e in self.endpoints for side in (e.consumers, e.servers))
+        """Every subnet with hosts: each endpoint's consumers and servers (late ones last), then
+        two-arm servers."""
+        sides = tuple(side for e in self.endpoints + self.late_endpoints for side in (e.consumers, e.servers))
         return sides + ((self.two_arm.servers,) if self.two_arm else ())
 
 
@@ -138,18 +135,24 @@ _FIRST_HOST = 10
 _FIRST_TARGET = 11
 
 
-def default_topology_path() -> Path:
-    """The topology `run` uses when none is given."""
-    return Path(__file__).resolve().parents[1] / "topologies" / "default.yaml"
+def default_topology_path(profile: str | None = None) -> Path:
+    """The topology `run` uses when none is given: `default.yaml`, or for a profile other than
+    aws the one named after it (its attributes suit that profile, e.g. tencent's 3-tuple)."""
+    name = "default" if profile in (None, "aws") else profile
+    return Path(__file__).resolve().parents[1] / "topologies" / f"{name}.yaml"
 
 
-def load_topology(path: Path) -> Topology:
-    """Read, validate and check a topology file; every problem is a `ConfigError`."""
+def load_topology(path: Path, profile: str | None = None) -> Topology:
+    """Read, validate and check a topology file; every problem is a `ConfigError`.
+
+    `profile` (from `run --profile`) replaces the file's `gwlb.profile`: the profile is which
+    cloud to emulate, the topology the network, so one topology serves every profile. The
+    attributes are checked against the profile in effect either way."""
     path = Path(path)
     data = load_validated(path, "topology.schema.json")
     zones = tuple(data["zones"])
     _check_names(path, data["endpoints"], data.get("two_arm"))
-    gwlb = _gwlb(path, data["gwlb"], len(zones))
+    gwlb = _gwlb(path, data["gwlb"], len(zones), profile)
     endpoints = tuple(_endpoint(path, i, raw, zones) for i, raw in enumerate(data["endpoints"]))
     _check_unique_enis(path, endpoints)
     reserved = [("gwlb.target_subnet", gwlb.target_subnet)]
@@ -163,14 +166,21 @@ def load_topology(path: Path) -> Topology:
         for side in ("consumers", "servers"):
             cidr = getattr(endpoint, side).cidr
             _check_apart(path, f"endpoints[{i}].{side}.subnet", cidr, reserved)
+    late = [raw.get("joins") == "late" for raw in data["endpoints"]]
+    if all(late):
+        raise ConfigError(
+            path, f"endpoints[{len(late) - 1}].joins",
+            "every endpoint joins late; expected at least one built at up (the checks use the first one)",
+        )
     return Topology(
         name=data["name"],
         zones=zones,
         gwlb=gwlb,
-        endpoints=endpoints,
+        endpoints=tuple(e for e, joins_late in zip(endpoints, late) if not joins_late),
         link_mtu=data.get("links", {}).get("mtu", 9001),
         source=str(path),
         two_arm=two_arm,
+        late_endpoints=tuple(e for e, joins_late in zip(endpoints, late) if joins_late),
     )
 
 
@@ -234,7 +244,7 @@ def _two_arm(path: Path, raw: dict[str, Any], target_count: int) -> TwoArm:
     return TwoArm(subnet, servers)
 
 
-def _gwlb(path: Path, raw: dict[str, Any], zone_count: int) -> Gwlb:
+def _gwlb(path: Path, raw: dict[str, Any], zone_count: int, profile_name: str | None) -> Gwlb:
     count = raw["targets_per_zone"] * zone_count
     subnet = _network(path, "gwlb.target_subnet", raw["target_subnet"], _FIRST_TARGET, count)
     try:
@@ -249,7 +259,16 @@ def _gwlb(path: Path, raw: dict[str, Any], zone_count: int) -> Gwlb:
             f"{address} is not usable; expected an address in {subnet} from {first} to {last}",
         )
     attributes = raw.get("attributes", {})
-    stickiness = Stickiness(attributes.get("stickiness.type", Stickiness.FIVE_TUPLE.value))
+    try:
+        profile = get_profile(profile_name or raw.get("profile", "aws"))
+    except ValueError as exc:
+        raise ConfigError(path, "gwlb.profile", f"{exc} (given with --profile)") from None
+    requested = attributes.get("stickiness.type")
+    try:
+        stickiness = profile.stickiness(None if requested is None else Stickiness(requested))
+    except ValueError as exc:
+        raise ConfigError(path, "gwlb.attributes.stickiness.type",
+                          f"{exc}; expected {profile.forced_stickiness.value} or no value") from None  # type: ignore[union-attr]
     if "tcp.idle_timeout.seconds" in attributes and stickiness is not Stickiness.FIVE_TUPLE:
         raise ConfigError(
             path, "gwlb.attributes.tcp.idle_timeout.seconds",
@@ -265,7 +284,7 @@ def _gwlb(path: Path, raw: dict[str, Any], zone_count: int) -> Gwlb:
             f"target_failover.on_deregistration ({on_deregistration}) must have the same value",
         )
     return Gwlb(
-        profile=raw.get("profile", "aws"),
+        profile=profile,
         address=address,
         target_subnet=subnet,
         targets_per_zone=raw["targets_per_zone"],

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "harness.cli"]
 FAULTY = REPO / "appliance-images" / "faulty"
 EXPECTATIONS = yaml.safe_load((FAULTY / "expectations.yaml").read_text())
-TOPOLOGY_DEPENDENT = {"FLOW-MULTI-ENDPOINT", "FLOW-IPV6"}
+TOPOLOGY_DEPENDENT = {"FLOW-MULTI-ENDPOINT", "FLOW-LATE-ENDPOINT", "FLOW-IPV6"}
 UNCLAIMED_BY_REFERENCE = {"FLOW-TWO-ARM"}
 
 pytestmark = [
@@ -126,6 +126,22 @@ def test_faulty_appliance_fails_for_the_right_reason(tmp_path: Path, fault: str)
         assert statuses[requirement] == "pass", f"{fault} should not touch {requirement}: {statuses}"
     if "error" in expected:
         assert any(expected["error"] in error for error in results["errors"]), results["errors"]
+    for requirement in expected.get("limited_by_appliance", []):
+        _expect_limited_by_appliance(results, requirement)
+
+
+def _expect_limited_by_appliance(results: dict, requirement: str) -> None:
+    """Every figure of the requirement's PERF checks names the appliance as the limit and is worse
+    than the harness's own ceiling of the same run."""
+    records = [r for c in results["checks"] if requirement in c["requirements"] for r in c["data"].get("perf", [])]
+    assert records, f"{requirement} recorded no PERF figures"
+    for record in records:
+        assert record["limit"] == "appliance", record
+        for figure in ("pps", "new_flows_per_s", "concurrent_flows"):
+            if figure in record:
+                assert record[figure] < record[f"ceiling_{figure}"], record
+        if "latency_p50_us" in record:
+            assert record["latency_p50_us"] > record["ceiling_latency_p50_us"], record
 
 
 def test_malformed_descriptor_exits_2_naming_file_and_field(tmp_path: Path) -> None:

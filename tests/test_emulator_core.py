@@ -24,7 +24,7 @@ from scapy.packet import Raw
 from harness import geneve
 from harness.emulator import fastpath
 from harness.emulator.core import (
-    MAX_INNER, Delivery, DropReason, Encapsulated, EndpointSpec, Gwlb, Settings, TargetSpec,
+    MAX_INNER, Delivery, DropReason, Encapsulated, EndpointConflict, EndpointSpec, Gwlb, Settings, TargetSpec,
 )
 from harness.flows import Timeouts
 from harness.topology import Stickiness
@@ -437,3 +437,44 @@ def test_prometheus_text() -> None:
     assert "# TYPE gwlb_NewFlowCount gauge\ngwlb_NewFlowCount 2\n" in text
     assert 'gwlb_NewFlowCount{availability_zone="az1"} 2' in text
     assert 'gwlb_dropped_packets{reason="oversize"} 1' in text
+
+
+LATE = EndpointSpec("e-late", eni_id=0x0CCCCDDDDEEEEFFFF, attachment_id=0x0102030405060708, zone="a")
+
+
+def test_endpoint_added_while_flows_run(gwlb: Gwlb) -> None:
+    """A late endpoint carries its own ENI and attachment IDs; running flows keep header, cookie and target."""
+    before = [send(gwlb, udp()) for _ in range(3)]
+    index = gwlb.add_endpoint(LATE)
+    assert index == len(ENDPOINTS)
+    late = send(gwlb, udp(), endpoint=index)
+    meta = sent_meta(late)
+    assert (meta.eni_id, meta.attachment_id) == (LATE.eni_id, LATE.attachment_id)
+    assert meta.cookie != sent_meta(before[0]).cookie
+    assert back(gwlb, late) == Delivery(index, udp())
+    after = send(gwlb, udp())
+    assert (after.payload, after.target, after.source_port) == (before[0].payload, before[0].target, before[0].source_port)
+    assert back(gwlb, after) == Delivery(0, udp())
+    assert len(gwlb.flows) == 2
+    assert gwlb.metrics.zones["a"].new_flows == 2
+
+
+def test_endpoint_in_a_new_zone(make_gwlb: MakeGwlb) -> None:
+    gwlb = make_gwlb(cross_zone=True)
+    send(gwlb, udp())
+    index = gwlb.add_endpoint(replace(LATE, zone="c"))
+    for _ in range(2):
+        assert isinstance(back(gwlb, send(gwlb, udp(sport=7), endpoint=index)), Delivery)
+    assert gwlb.metrics.zones["c"].processed_packets == 4
+    assert gwlb.metrics.zones["a"].processed_packets == 1
+    assert gwlb.metrics.total.processed_packets == 5
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    (replace(LATE, eni_id=ENDPOINTS[1].eni_id), "is already endpoint e-b"),
+    (replace(LATE, name="e-a"), "an endpoint named 'e-a' exists already"),
+], ids=["eni", "name"])
+def test_endpoint_conflicts_are_refused(gwlb: Gwlb, spec: EndpointSpec, message: str) -> None:
+    with pytest.raises(EndpointConflict, match=message):
+        gwlb.add_endpoint(spec)
+    assert gwlb.endpoints == ENDPOINTS

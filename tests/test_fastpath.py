@@ -218,13 +218,13 @@ def returned_variant(rng: random.Random, sent: Encapsulated) -> tuple[bytes, int
     return address, port, dest, header + inner
 
 
-def drive(pair: Twins, rng: random.Random, steps: int, check_every: int) -> None:
+def drive(pair: Twins, rng: random.Random, steps: int, check_every: int, endpoints: int = len(ENDPOINTS)) -> None:
     sent: list[Encapsulated] = []
     for step in range(steps):
         roll = rng.random()
         if roll < 0.45:
             inner = rng.choice(STEADY if rng.random() < 0.7 else POOL)
-            result = pair.call("from_endpoint", rng.randrange(len(ENDPOINTS)), inner)
+            result = pair.call("from_endpoint", rng.randrange(endpoints), inner)
             if isinstance(result, Encapsulated):
                 sent.append(result)
                 del sent[:-200]
@@ -257,6 +257,21 @@ def test_same_results_and_state_as_python(variant: str, seed: int) -> None:
     for s in stats:
         assert s["forwarded"] > 200 and s["delivered"] > 200, f"the cache was hardly used: {s}"
         assert s["forward_misses"] > 100 and s["return_misses"] > 100, f"the slow path was hardly used: {s}"
+
+
+@pytest.mark.parametrize("variant", ["five-tuple", "five-tuple-rebalance-cross-zone"])
+def test_endpoints_added_while_traffic_runs(variant: str) -> None:
+    """Endpoints join mid-traffic (one in a known zone, one in a new zone) and all paths still agree."""
+    pair = twins(VARIANTS[variant], 5)
+    rng = random.Random(5)
+    drive(pair, rng, steps=800, check_every=97)
+    late = [EndpointSpec("e-c", 0x0CCCCDDDDEEEEFFFF, 0x0102030405060708, "a"),
+            EndpointSpec("e-d", 0x0DDDDEEEEFFFF0000, 0x0807060504030201, "c")]
+    for index, spec in enumerate(late, start=len(ENDPOINTS)):
+        assert pair.call("add_endpoint", spec) == index
+        drive(pair, rng, steps=800, check_every=97, endpoints=index + 1)
+    flows = pair.gwlbs[1].flows.flows()
+    assert {f.key.endpoint for f in flows} >= {2, 3} if variant.endswith("cross-zone") else {2}
 
 
 def test_state_is_checked_after_every_call() -> None:
@@ -344,6 +359,7 @@ LOOP_TARGETS = [TargetSpec("t1", "127.0.0.2", "a"), TargetSpec("t2", "127.0.0.3"
 class Rig:
     gwlb: CachedGwlb
     endpoints: list[socket.socket]
+    devices: list[socket.socket]
     targets: list[socket.socket]
     rx: socket.socket
     tx: socket.socket
@@ -417,12 +433,13 @@ def rig() -> Any:
             if datagram.dst == address:
                 result = gwlb.from_target(datagram.src, datagram.sport, datagram.dport, datagram.payload)
                 if isinstance(result, Delivery):
-                    os.write(pairs[result.endpoint][0].fileno(), result.inner)
+                    os.write(devices[result.endpoint].fileno(), result.inner)
 
-        thread = threading.Thread(target=gwlb.cache.serve, args=([d.fileno() for d, _ in pairs], rx.fileno(), tx.fileno(),
+        devices = [device for device, _ in pairs]
+        thread = threading.Thread(target=gwlb.cache.serve, args=([d.fileno() for d in devices], rx.fileno(), tx.fileno(),
                                                                   address, on_forward, on_return))
         thread.start()
-        yield Rig(gwlb, [peer for _, peer in pairs], targets, rx, tx, thread, f"/run/netns/{name}")
+        yield Rig(gwlb, [peer for _, peer in pairs], devices, targets, rx, tx, thread, f"/run/netns/{name}")
     finally:
         if gwlb is not None and thread is not None:
             gwlb.cache.stop()
@@ -462,6 +479,40 @@ def test_serve_forwards_returns_and_keeps_order(rig: Rig) -> None:
         assert rig.gwlb.target_packets[flow.target] == len(stream)
         assert rig.gwlb.metrics.total.processed_packets == len(stream) + 31
         assert set(rig.gwlb.mismatches) == {flow.cookie}
+
+
+@pytest.mark.requires_root
+def test_serve_reads_an_endpoint_added_while_it_runs(rig: Rig) -> None:
+    first = bytes(IP(src=CLIENTS[0], dst=SERVERS[0]) / UDP(sport=40000, dport=53) / Raw(b"running"))
+    rig.endpoints[0].send(first)
+    _, running, running_port = rig.geneve()
+    device, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    device.setblocking(False)
+    rig.devices.append(device)
+    rig.endpoints.append(peer)
+    try:
+        late = EndpointSpec("e-late", 0x0CCCCDDDDEEEEFFFF, 0x0102030405060708, "a")
+        index = rig.gwlb.add_endpoint(late)
+        rig.gwlb.serve_endpoint(index, device.fileno())
+        for _ in range(5):
+            peer.send(first)
+        received = [rig.geneve() for _ in range(5)]
+        meta = geneve.AwsMetadata.from_header(geneve.GeneveHeader.decode(received[0][1]))
+        assert (meta.eni_id, meta.attachment_id) == (late.eni_id, late.attachment_id)
+        for target, payload, port in received:
+            rig.echo(target, payload, port)
+        assert [rig.delivered(index) for _ in received] == [first] * 5
+        rig.endpoints[0].send(first)
+        target, again, port = rig.geneve()
+        assert (again, port) == (running, running_port)
+        rig.echo(target, again, port)
+        assert rig.delivered(0) == first
+        assert rig.gwlb.cache.stats()["delivered"] >= 4, "the late endpoint's echoes were not fast-path hits"
+        with pytest.raises(ValueError, match="has a tun fd already"):
+            rig.gwlb.serve_endpoint(index, device.fileno())
+    finally:
+        device.close()
+        peer.close()
 
 
 def test_serve_hands_a_slow_path_error_back_to_the_caller() -> None:

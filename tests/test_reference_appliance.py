@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ sys.path.insert(0, str(REFERENCE))
 from refappliance import geneve  # noqa: E402
 from refappliance.cli import build_parser  # noqa: E402
 from refappliance.faults import FAULTS, FaultSet, Point  # noqa: E402
-from refappliance.flows import FlowCache, FlowEntry, flow_key  # noqa: E402
+from refappliance.flows import FlowCache, FlowEntry, flow_key, sender  # noqa: E402
 from refappliance.stats import Drop, PacketDropped  # noqa: E402
 from refappliance.tunnels import encode_eni, endpoint_label, tun_names  # noqa: E402
 
@@ -209,6 +210,29 @@ def test_flow_cache_refreshes_on_every_packet_from_the_gwlb() -> None:
     assert len(cache) == 1
 
 
+def test_flow_cache_keeps_one_header_per_direction() -> None:
+    """Tencent's cookie word carries the direction: a reply echoes the header its own packet came
+    with, even after the other direction's packet arrived; a sender never seen (NAT return
+    traffic) gets the latest header; the one-header-per-flow fault collapses the senders."""
+    there, back = udp4(), bytes(IP(src="10.2.0.1", dst="10.1.0.1") / UDP(sport=5678, dport=1234))
+    cache, key = FlowCache(350, clock=Clock()), flow_key(ENI, there)
+    assert (sender(there), sender(back)) == (bytes([10, 1, 0, 1]), bytes([10, 2, 0, 1]))
+    forward = FlowEntry(b"forward", ("10.250.0.2", 40001), "10.250.0.1", sender(there))
+    reverse = FlowEntry(b"reverse", ("10.250.0.2", 40001), "10.250.0.1", sender(back))
+    cache.update(key, forward)
+    cache.update(key, reverse)
+    assert (cache.get(key, sender(there)), cache.get(key, sender(back))) == (forward, reverse)
+    assert cache.get(key, bytes([10, 9, 9, 9])) == reverse
+    assert cache.update(key, replace(forward, header=b"new"), refresh=False) == forward
+    assert len(cache) == 1
+    assert FaultSet(["one-header-per-flow"]).apply(Point.SENDER, sender(there)) == b""
+
+
+def test_reference_appliance_knows_tencents_option_class() -> None:
+    header = aws_header(cookie=0x20000001).replace(b"\x01\x08", b"\x01\x67")
+    assert geneve.parse(header + udp4()).eni == ENI
+
+
 def test_flow_cache_expires_idle_flows_only() -> None:
     clock = Clock()
     cache = FlowCache(350, clock=clock)
@@ -271,6 +295,20 @@ def test_faults_act_only_at_their_point() -> None:
     assert FaultSet(["health-503"]).apply(Point.HEALTH, 200) == 503
     assert FaultSet(["dead-dataplane"]).apply(Point.EGRESS, b"packet") is None
     assert FaultSet(["flip-cookie"]).apply(Point.HEADER, header) != header
+    assert none.apply(Point.NEW_TUNNEL, True) is True
+
+
+def test_tunnels_at_start_refuses_endpoints_seen_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    from refappliance import faults
+
+    now = [100.0]
+    monkeypatch.setattr(faults.time, "monotonic", lambda: now[0])
+    allow = faults._tunnels_at_start(window_s=1.0)
+    assert allow(True)
+    now[0] += 0.9
+    assert allow(True), "an endpoint seen within the window gets its tunnel"
+    now[0] += 0.2
+    assert not allow(True), "an endpoint seen after the window is refused"
 
 
 def test_appliance_imports_only_the_standard_library() -> None:

@@ -4,7 +4,9 @@
 
 The checks run against each topology's first endpoint, so this proves that the testbed builds
 each shape (two zones, three endpoints, dual-stack hosts, eight targets, a second appliance arm)
-correctly enough for real traffic, and that the extra parts do not disturb the rest. Features a
+correctly enough for real traffic, and that the extra parts do not disturb the rest; `tencent`
+runs the whole suite under the second GWLB profile (its own option class, per-direction cookie
+words, forced 3-tuple) and the report says so. Features a
 topology adds beyond that (IPv6 traffic, NAT through the second arm) are exercised by their own
 checks where the suite has them.
 """
@@ -18,6 +20,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from harness.topology import load_topology
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "harness.cli"]
@@ -45,4 +49,5 @@ def test_topology_passes_with_the_reference_appliance(tmp_path: Path, topology: 
     failing = {r["id"]: r["message"][:300] for r in results["requirements"] if r["status"] in ("fail", "error")}
     assert (done.returncode, results["verdict"]) == (0, "CONFORMANT"), f"{failing}\n{results['errors']}"
     assert results["run"]["topology"] == topology.stem
+    assert results["profile"] == load_topology(topology).gwlb.profile.name
     assert _links() == before

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from harness import profiles
 from harness.errors import ConfigError
 from harness.topology import Stickiness, default_topology_path, load_topology
 
@@ -54,7 +55,7 @@ def test_default_topology_loads_with_exact_values() -> None:
     assert (topology.name, topology.zones, topology.link_mtu) == ("default", ("az1",), 9001)
     assert topology.source == str(path)
     gwlb = topology.gwlb
-    assert gwlb.profile == "aws"
+    assert gwlb.profile is profiles.AWS
     assert gwlb.address == ipaddress.IPv4Address("10.200.0.1")
     assert gwlb.target_subnet == ipaddress.IPv4Network("10.200.0.0/24")
     assert (gwlb.targets_per_zone, topology.target_count) == (2, 2)
@@ -81,7 +82,7 @@ def test_attributes_and_links_default_to_aws_values(tmp_path: Path) -> None:
     topology = load_topology(write(tmp_path, edit))
     gwlb = topology.gwlb
     assert (gwlb.profile, gwlb.stickiness, gwlb.tcp_idle_timeout_s) == (
-        "aws", Stickiness.FIVE_TUPLE, 350)
+        profiles.AWS, Stickiness.FIVE_TUPLE, 350)
     assert (gwlb.deregistration_delay_s, gwlb.cross_zone, topology.link_mtu) == (300, False, 9001)
     assert topology.endpoints[0].attachment_id == 0x42
 
@@ -100,6 +101,14 @@ def test_two_zones_and_overlapping_consumers_of_two_endpoints(tmp_path: Path) ->
     assert topology.target_count == 4
     assert topology.gwlb.stickiness is Stickiness.TWO_TUPLE and topology.gwlb.cross_zone
     assert {e.consumers.cidr for e in topology.endpoints} == {ipaddress.IPv4Network("10.0.1.0/24")}
+
+
+def test_late_endpoint_is_described_but_not_among_the_built_ones(tmp_path: Path) -> None:
+    topology = load_topology(write(tmp_path, lambda data: data["endpoints"].append(SECOND | {"joins": "late"})))
+    assert [e.name for e in topology.endpoints] == ["gwlbe1"]
+    assert [e.name for e in topology.late_endpoints] == ["gwlbe2"]
+    assert topology.late_endpoints[0].eni_id == 0x0FEDCBA9876543210
+    assert ipaddress.IPv4Network("10.0.3.0/24") in {side.cidr for side in topology.subnets()}
 
 
 def set_in(*keys: str | int, value: Any) -> Edit:
@@ -149,7 +158,7 @@ CASES: dict[str, tuple[Edit, str, str]] = {
         "unknown key 'extra'; allowed keys: name, zones, gwlb, endpoints, links, two_arm"),
     "unknown nested key": (
         set_in(*EP, "eni", value="x"), "endpoints[0].eni",
-        "unknown key 'eni'; allowed keys: name, eni_id, attachment_id, zone, consumers, servers"),
+        "unknown key 'eni'; allowed keys: name, eni_id, attachment_id, zone, consumers, servers, joins"),
     "unknown attribute": (
         set_in(*ATTR, "stickiness", value="five_tuple"), "gwlb.attributes.stickiness",
         "unknown key 'stickiness'; allowed keys: stickiness.type, tcp.idle_timeout.seconds, "
@@ -182,7 +191,7 @@ CASES: dict[str, tuple[Edit, str, str]] = {
         set_in("gwlb", "targets_per_zone", value=33), "gwlb.targets_per_zone",
         f"33 {INVALID} an integer from 1 to 32"),
     "unknown profile": (
-        set_in("gwlb", "profile", value="tencent"), "gwlb.profile", f"'tencent' {INVALID} one of: aws"),
+        set_in("gwlb", "profile", value="alibaba"), "gwlb.profile", f"'alibaba' {INVALID} one of: aws, tencent"),
     "link mtu too small": (
         set_in("links", "mtu", value=1400), "links.mtu", f"1400 {INVALID} an integer from 1500 to 9216"),
     "no endpoints": (
@@ -291,6 +300,16 @@ CASES: dict[str, tuple[Edit, str, str]] = {
     "two-arm server named like a consumer": (
         set_in("two_arm", value=two_arm(hosts=["c1"])), "two_arm.servers.hosts[0]",
         "'c1' is already used by endpoints[0].consumers.hosts[0]; expected names unique in the topology"),
+    "unknown joins": (
+        set_in("endpoints", 0, "joins", value="soon"), "endpoints[0].joins",
+        "'soon' is not a valid value; expected one of: up, late"),
+    "every endpoint late": (
+        set_in("endpoints", 0, "joins", value="late"), "endpoints[0].joins",
+        "every endpoint joins late; expected at least one built at up (the checks use the first one)"),
+    "late endpoint reusing an ENI": (
+        lambda data: data["endpoints"].append(SECOND | {"eni_id": data["endpoints"][0]["eni_id"], "joins": "late"}),
+        "endpoints[1].eni_id",
+        "vpce-01234567890abcdef is already used by endpoints[0]; expected unique ENI IDs"),
     "no room for targets": (
         six_targets_in_a_28,
         "gwlb.target_subnet",
@@ -373,6 +392,8 @@ def test_library_topologies_have_what_their_names_say() -> None:
     assert len(multi) == 3 and len({e.eni_id for e in multi}) == 3
     assert multi[0].consumers.cidr == multi[1].consumers.cidr and multi[0].servers.cidr == multi[1].servers.cidr
     assert not multi[2].consumers.cidr.overlaps(multi[0].consumers.cidr)
+    assert [e.name for e in loaded["multi-endpoint"].late_endpoints] == ["gwlbe4"]
+    assert [e.name for e in loaded["certification"].late_endpoints] == ["gwlbe3"]
     scale = loaded["scale"]
     assert scale.target_count == 8 and len(scale.endpoints[0].consumers.hosts) >= 16
     dual = loaded["dual-stack"]
@@ -406,6 +427,27 @@ def test_cli_rejects_a_malformed_topology_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr == (f"gwlb-conformance: error: {path}: endpoints[0].zone: "
                            "'az9' is not in zones; expected one of: az1\n")
+
+
+def test_tencent_topology_forces_symmetric_three_tuple() -> None:
+    path = default_topology_path("tencent")
+    assert path.name == "tencent.yaml" and default_topology_path("aws").name == "default.yaml"
+    gwlb = load_topology(path).gwlb
+    assert (gwlb.profile, gwlb.stickiness) == (profiles.TENCENT, Stickiness.THREE_TUPLE)
+
+
+def test_profile_argument_replaces_the_files_profile(tmp_path: Path) -> None:
+    """`run --profile`: the file's network under another profile, its attributes checked against it."""
+    aws = load_topology(default_topology_path("tencent"), "aws").gwlb
+    assert (aws.profile, aws.stickiness) == (profiles.AWS, Stickiness.FIVE_TUPLE)
+    path = write(tmp_path, lambda data: data["gwlb"]["attributes"].pop("tcp.idle_timeout.seconds"))
+    with pytest.raises(ConfigError) as caught:
+        load_topology(path, "tencent")
+    assert str(caught.value) == (
+        f"{path}: gwlb.attributes.stickiness.type: profile tencent always hashes source_ip_dest_ip_proto; "
+        "five_tuple is not available; expected source_ip_dest_ip_proto or no value")
+    with pytest.raises(ConfigError, match=r"gwlb.profile: unknown profile 'gcp'; expected one of: aws, tencent"):
+        load_topology(path, "gcp")
 
 
 def test_target_failover_must_be_equal(tmp_path) -> None:

@@ -19,6 +19,8 @@ from harness import runs, suite
 from harness.catalog import default_catalog_path, load_catalog
 from harness.descriptor import Descriptor, load_descriptor
 from harness.errors import HarnessError
+from harness.perf import default_thresholds_path, load_thresholds
+from harness.profiles import PROFILES
 from harness.report.model import RunInfo
 from harness.report.plugin import ReportPlugin
 from harness.suite import TestbedProvider, suite_arguments
@@ -34,8 +36,10 @@ DEFAULT_APPLIANCE = REPO / "appliance-images" / "reference" / "appliance.yaml"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--appliance", type=Path, default=DEFAULT_APPLIANCE, help="appliance.yaml (default: the reference appliance)")
-    parser.add_argument("--topology", type=Path, default=None, help="topology YAML (default: topologies/default.yaml)")
-    parser.add_argument("--profile", choices=["aws"], default="aws")
+    parser.add_argument("--topology", type=Path, default=None,
+                        help="topology YAML (default: topologies/default.yaml, or topologies/PROFILE.yaml with --profile)")
+    parser.add_argument("--profile", choices=list(PROFILES), default=None,
+                        help="GWLB profile to emulate; replaces the topology's gwlb.profile (default: the topology's, aws)")
     parser.add_argument("--timers", choices=[m.value for m in TimersMode], default=TimersMode.ACCELERATED.value)
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: reports/run-<time>-<id>)")
     parser.add_argument("-k", dest="keyword", default=None, help="only checks matching this pytest -k expression")
@@ -44,6 +48,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--certify", action="store_true",
                         help="certification: every check must run (no -k, no --requirement, no skips)")
     parser.add_argument("--strict", action="store_true", help="also require the GWLB's source port back")
+    parser.add_argument("--perf-thresholds", type=Path, default=None, metavar="FILE",
+                        help="PERF thresholds per profile (default: conformance/perf-thresholds.yaml)")
     parser.add_argument("--quiet", action="store_true", help="less pytest output")
 
 
@@ -57,7 +63,7 @@ def _launch_text(descriptor: Descriptor) -> str:
 
 def execute(args: argparse.Namespace) -> int:
     descriptor = load_descriptor(args.appliance)
-    topology = load_topology(args.topology or default_topology_path())
+    topology = load_topology(args.topology or default_topology_path(args.profile), args.profile)
     catalog = load_catalog(default_catalog_path())
     timers = TimersMode(args.timers)
     run_id = secrets.token_hex(3)
@@ -69,7 +75,7 @@ def execute(args: argparse.Namespace) -> int:
         appliance_name=descriptor.name,
         appliance_version=descriptor.version,
         appliance_launch=_launch_text(descriptor),
-        profile=args.profile,
+        profile=topology.gwlb.profile.name,
         timers=timers.value,
         topology=topology.name,
         harness_version=version("gwlb-conformance"),
@@ -78,6 +84,7 @@ def execute(args: argparse.Namespace) -> int:
     )
     if args.certify and (args.keyword or args.requirement):
         raise HarnessError("--certify runs every check: it cannot be combined with -k or --requirement")
+    load_thresholds(args.perf_thresholds or default_thresholds_path(), topology.gwlb.profile.name)
     unknown = [r for r in args.requirement if r not in catalog]
     if unknown:
         raise HarnessError(f"--requirement {', '.join(unknown)}: not in the catalog (see `gwlb-conformance requirements`)")
@@ -99,7 +106,8 @@ def execute(args: argparse.Namespace) -> int:
             failure = str(error)
             report.add_error(failure)
         needs = {r.id: r.needs for r in catalog if r.needs}
-        provider = TestbedProvider(None if failure else testbed, failure, frozenset(args.requirement), needs, descriptor.claims)
+        provider = TestbedProvider(None if failure else testbed, failure, frozenset(args.requirement), needs, descriptor.claims,
+                                   perf_thresholds=args.perf_thresholds)
         pytest.main(suite_arguments(args.keyword, quiet), plugins=[report, suite, provider])
     finally:
         runs.ignore_interrupts()

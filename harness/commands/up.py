@@ -16,6 +16,7 @@ from types import FrameType
 from harness import runs
 from harness.descriptor import load_descriptor
 from harness.errors import HarnessError
+from harness.profiles import PROFILES
 from harness.testbed import Testbed
 from harness.timers import TimersMode
 from harness.topology import default_topology_path, load_topology
@@ -30,6 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--appliance", type=Path, default=DEFAULT_APPLIANCE,
                         help="appliance.yaml (default: the reference appliance)")
     parser.add_argument("--topology", type=Path, default=None, help="topology YAML (default: topologies/default.yaml)")
+    parser.add_argument("--profile", choices=list(PROFILES), default=None,
+                        help="GWLB profile to emulate; replaces the topology's gwlb.profile (as in `run`)")
     parser.add_argument("--timers", choices=[m.value for m in TimersMode], default=TimersMode.ACCELERATED.value)
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for logs and pcaps (default: reports/up-<time>-<id>)")
@@ -43,7 +46,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     descriptor = load_descriptor(args.appliance)
-    topology = load_topology(args.topology or default_topology_path())
+    topology = load_topology(args.topology or default_topology_path(args.profile), args.profile)
     if os.geteuid() != 0:
         raise HarnessError("up needs root: it creates network namespaces, tun devices and raw sockets")
     run_id = runs.new_run_id()

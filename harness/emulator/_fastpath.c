@@ -16,6 +16,8 @@
  * mutex, which is also the Gwlb's lock (`acquire`/`release`), so a hit never sees a half-made
  * Python decision. `serve` is the event loop: tun fds and the raw return socket under epoll,
  * batched reads, sendmmsg(2)/recvmmsg(2), the GIL released except while a miss runs in Python.
+ * Endpoints created while it runs join through `add_endpoint` (its zone) and `watch` (its tun fd,
+ * added to the running loop's epoll set).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -48,6 +50,8 @@
 #define TCP_RST 0x04
 #define NONE (-1)
 #define MAX_BATCH 1024
+#define EVENT_RX UINT64_MAX
+#define EVENT_STOP (UINT64_MAX - 1)
 
 typedef struct {
     uint16_t endpoint;
@@ -103,7 +107,10 @@ typedef struct {
     int stickiness;
     int strict;
     int nendpoints;
+    int endpoint_capacity;
     uint16_t *endpoint_zone;
+    int *tun_fds;
+    int epoll_fd;
     int nzones;
     int ntargets;
     uint8_t (*targets)[4];
@@ -441,6 +448,7 @@ static void Cache_dealloc(Cache *c) {
     PyMem_RawFree(c->zones);
     PyMem_RawFree(c->target_packets);
     PyMem_RawFree(c->endpoint_zone);
+    PyMem_RawFree(c->tun_fds);
     PyMem_RawFree(c->targets);
     Py_XDECREF(c->clock);
     if (c->stop_fd >= 0) close(c->stop_fd);
@@ -461,6 +469,7 @@ static PyObject *Cache_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     Cache *c = (Cache *)type->tp_alloc(type, 0);
     if (c == NULL) return NULL;
     c->stop_fd = -1;
+    c->epoll_fd = -1;
     pthread_mutex_init(&c->mutex, NULL);
     c->stickiness = stickiness;
     c->strict = strict;
@@ -474,13 +483,16 @@ static PyObject *Cache_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (target_list == NULL) goto fail;
     c->nendpoints = (int)PySequence_Fast_GET_SIZE(zone_list);
     c->ntargets = (int)PySequence_Fast_GET_SIZE(target_list);
-    c->endpoint_zone = PyMem_RawCalloc((size_t)c->nendpoints + 1, sizeof(uint16_t));
+    c->endpoint_capacity = c->nendpoints + 1;
+    c->endpoint_zone = PyMem_RawCalloc((size_t)c->endpoint_capacity, sizeof(uint16_t));
+    c->tun_fds = PyMem_RawCalloc((size_t)c->endpoint_capacity, sizeof(int));
     c->targets = PyMem_RawCalloc((size_t)c->ntargets + 1, 4);
     c->target_packets = PyMem_RawCalloc((size_t)c->ntargets + 1, sizeof(uint64_t));
-    if (c->endpoint_zone == NULL || c->targets == NULL || c->target_packets == NULL) {
+    if (c->endpoint_zone == NULL || c->tun_fds == NULL || c->targets == NULL || c->target_packets == NULL) {
         PyErr_NoMemory();
         goto fail;
     }
+    for (int e = 0; e < c->endpoint_capacity; e++) c->tun_fds[e] = -1;
     for (int e = 0; e < c->nendpoints; e++) {
         long zone = PyLong_AsLong(PySequence_Fast_GET_ITEM(zone_list, e));
         if (zone == -1 && PyErr_Occurred()) goto fail;
@@ -636,6 +648,62 @@ static PyObject *Cache_set_target(Cache *c, PyObject *args) {
     if (i == NONE) Py_RETURN_FALSE;
     c->entries[i].target = (uint16_t)target;
     Py_RETURN_TRUE;
+}
+
+/* An endpoint created while the load balancer runs: zone index `zone` (an existing one, or the next
+ * new one); returns its endpoint index. */
+static PyObject *Cache_add_endpoint(Cache *c, PyObject *args) {
+    int zone;
+    if (!PyArg_ParseTuple(args, "i:add_endpoint", &zone)) return NULL;
+    if (check_held(c) < 0) return NULL;
+    if (zone < 0 || zone > c->nzones || c->nendpoints >= 0xFFFF) {
+        PyErr_Format(PyExc_ValueError, "add_endpoint: zone %d is neither a known zone (0..%d) nor the next one (%d), "
+                     "or there are 65535 endpoints already", zone, c->nzones - 1, c->nzones);
+        return NULL;
+    }
+    if (c->nendpoints == c->endpoint_capacity) {
+        int grown = c->endpoint_capacity * 2;
+        uint16_t *zones = PyMem_RawRealloc(c->endpoint_zone, sizeof(uint16_t) * (size_t)grown);
+        if (zones == NULL) return PyErr_NoMemory();
+        c->endpoint_zone = zones;
+        int *fds = PyMem_RawRealloc(c->tun_fds, sizeof(int) * (size_t)grown);
+        if (fds == NULL) return PyErr_NoMemory();
+        c->tun_fds = fds;
+        for (int e = c->endpoint_capacity; e < grown; e++) c->tun_fds[e] = -1;
+        c->endpoint_capacity = grown;
+    }
+    if (zone == c->nzones) {
+        Buckets *buckets = PyMem_RawRealloc(c->zones, sizeof(Buckets) * (size_t)(c->nzones + 2));
+        if (buckets == NULL) return PyErr_NoMemory();
+        c->zones = buckets;
+        buckets[c->nzones + 1] = buckets[c->nzones];
+        memset(&buckets[c->nzones], 0, sizeof(Buckets));
+        c->nzones++;
+    }
+    c->endpoint_zone[c->nendpoints] = (uint16_t)zone;
+    return PyLong_FromLong(c->nendpoints++);
+}
+
+static int watch_fd(Cache *c, int endpoint) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)endpoint << 32 | (uint32_t)c->tun_fds[endpoint]};
+    return epoll_ctl(c->epoll_fd, EPOLL_CTL_ADD, c->tun_fds[endpoint], &ev);
+}
+
+static PyObject *Cache_watch(Cache *c, PyObject *args) {
+    int endpoint, fd;
+    if (!PyArg_ParseTuple(args, "ii:watch", &endpoint, &fd)) return NULL;
+    if (check_held(c) < 0) return NULL;
+    if (endpoint < 0 || endpoint >= c->nendpoints || fd < 0 || c->tun_fds[endpoint] >= 0) {
+        PyErr_Format(PyExc_ValueError, "watch: endpoint %d is unknown or has a tun fd already, or fd %d is invalid",
+                     endpoint, fd);
+        return NULL;
+    }
+    c->tun_fds[endpoint] = fd;
+    if (c->epoll_fd >= 0 && watch_fd(c, endpoint) < 0) {
+        c->tun_fds[endpoint] = -1;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
 }
 
 static PyObject *Cache_forward(Cache *c, PyObject *args) {
@@ -878,12 +946,12 @@ static void encapsulate(Loop *l, const Entry *e, uint8_t *inner, size_t size) {
     l->ntx++;
 }
 
-static int pump_tun(Loop *l, int endpoint) {
+static int pump_tun(Loop *l, int endpoint, int fd) {
     Cache *c = l->c;
     int count = 0;
     while (count < l->batch) {
         uint8_t *slot = l->in_buffers + (size_t)count * (HEADROOM + BUF_SIZE);
-        ssize_t r = read(l->tuns[endpoint], slot + HEADROOM, BUF_SIZE);
+        ssize_t r = read(fd, slot + HEADROOM, BUF_SIZE);
         if (r < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN) break;
@@ -961,7 +1029,7 @@ static int pump_returns(Loop *l) {
                 return -1;
             }
             Pending *d = &l->pending[l->npending++];
-            d->fd = l->tuns[c->entries[i].key.endpoint];
+            d->fd = c->tun_fds[c->entries[i].key.endpoint];
             d->data = p + start + AWS_HEADER;
             d->size = end - start - AWS_HEADER;
             c->stats.delivered++;
@@ -1041,7 +1109,7 @@ static PyObject *Cache_serve(Cache *c, PyObject *args, PyObject *kwargs) {
     tun_list = PySequence_Fast(tuns, "tuns: expected a sequence of fds");
     if (tun_list == NULL) goto done;
     l.ntuns = (int)PySequence_Fast_GET_SIZE(tun_list);
-    if (l.ntuns != c->nendpoints) {
+    if (l.ntuns > c->nendpoints) {
         PyErr_Format(PyExc_ValueError, "serve: %d tun fds for %d endpoints", l.ntuns, c->nendpoints);
         goto done;
     }
@@ -1059,17 +1127,22 @@ static PyObject *Cache_serve(Cache *c, PyObject *args, PyObject *kwargs) {
         PyErr_SetFromErrno(PyExc_OSError);
         goto done;
     }
-    for (int k = 0; k <= l.ntuns + 1; k++) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)k};
-        int fd = k < l.ntuns ? l.tuns[k] : k == l.ntuns ? l.rx : c->stop_fd;
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
-            PyErr_SetFromErrno(PyExc_OSError);
-            goto done;
-        }
+    struct epoll_event rx_event = {.events = EPOLLIN, .data.u64 = EVENT_RX};
+    struct epoll_event stop_event = {.events = EPOLLIN, .data.u64 = EVENT_STOP};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, l.rx, &rx_event) < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, c->stop_fd, &stop_event) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
     }
     c->serving = 1;
     l.saved = PyEval_SaveThread();
-    while (!c->stopping) {
+    /* Endpoints added before or while serve runs are watched under the mutex (see Cache_watch). */
+    lock_raw(c);
+    for (int k = 0; k < l.ntuns; k++) c->tun_fds[k] = l.tuns[k];
+    c->epoll_fd = ep;
+    for (int e = 0; e < c->nendpoints && !l.error; e++)
+        if (c->tun_fds[e] >= 0 && watch_fd(c, e) < 0) l.error = errno;
+    unlock_raw(c);
+    while (!c->stopping && !l.error) {
         struct epoll_event events[16];
         int n = epoll_wait(ep, events, 16, 500);
         if (n < 0) {
@@ -1078,13 +1151,18 @@ static PyObject *Cache_serve(Cache *c, PyObject *args, PyObject *kwargs) {
             break;
         }
         for (int k = 0; k < n && !c->stopping; k++) {
-            uint32_t which = events[k].data.u32;
-            int rc = which < (uint32_t)l.ntuns ? pump_tun(&l, (int)which) : which == (uint32_t)l.ntuns ? pump_returns(&l) : 0;
+            uint64_t which = events[k].data.u64;
+            int rc = which == EVENT_RX     ? pump_returns(&l)
+                     : which == EVENT_STOP ? 0
+                                           : pump_tun(&l, (int)(which >> 32), (int)(uint32_t)which);
             if (rc < 0) goto stopped;
         }
         if (l.error) break;
     }
 stopped:
+    lock_raw(c);
+    c->epoll_fd = -1;
+    unlock_raw(c);
     PyEval_RestoreThread(l.saved);
     c->serving = 0;
     if (l.error) {
@@ -1109,6 +1187,10 @@ static PyMethodDef Cache_methods[] = {
      "idle_limit, last_seen): cache a flow Python decided, or refresh its target, limit and last_seen."},
     {"remove", (PyCFunction)Cache_remove, METH_O, "remove(cookie) -> whether the flow was cached."},
     {"set_target", (PyCFunction)Cache_set_target, METH_VARARGS, "set_target(cookie, target) -> whether it was cached."},
+    {"add_endpoint", (PyCFunction)Cache_add_endpoint, METH_VARARGS,
+     "add_endpoint(zone) -> the index of an endpoint created at run time (zone: a known zone index or the next one)."},
+    {"watch", (PyCFunction)Cache_watch, METH_VARARGS,
+     "watch(endpoint, fd): the endpoint's tun fd; a running serve() starts reading it at once, a later one at its start."},
     {"forward", (PyCFunction)Cache_forward, METH_VARARGS,
      "forward(endpoint, inner) -> (target, source_port, geneve_payload), or None for Python's slow path."},
     {"back", (PyCFunction)Cache_back, METH_VARARGS,
@@ -1117,7 +1199,8 @@ static PyMethodDef Cache_methods[] = {
     {"cookies", (PyCFunction)Cache_cookies, METH_NOARGS, "The set of cached cookies."},
     {"stats", (PyCFunction)Cache_stats, METH_NOARGS, "Hits and misses per direction, serve() batches and I/O errors."},
     {"serve", (PyCFunction)(void (*)(void))Cache_serve, METH_VARARGS | METH_KEYWORDS,
-     "serve(tuns, rx, tx, address, on_forward, on_return, batch=64): the data path until stop(); misses go to "
+     "serve(tuns, rx, tx, address, on_forward, on_return, batch=64): the data path until stop(); tuns are the first "
+     "endpoints' fds (later ones: watch), misses go to "
      "on_forward(endpoint, inner) and on_return(ipv4_packet)."},
     {"stop", (PyCFunction)Cache_stop, METH_NOARGS, "Make serve() return (from any thread)."},
     {NULL, NULL, 0, NULL},

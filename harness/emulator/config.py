@@ -1,10 +1,12 @@
-"""What the testbed tells the emulator process: one JSON file written before it starts."""
+"""What the testbed tells the emulator process: one JSON file written before it starts, and the
+endpoints it adds while it runs (the control API's `POST /endpoints` body)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.descriptor import HealthProtocol
 from harness.emulator.specs import EndpointSpec, Settings, TargetSpec
@@ -19,6 +21,30 @@ class EndpointTun:
     spec: EndpointSpec
     netns: str
     tun: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> EndpointTun:
+        """The body of the control API's `POST /endpoints`; a ValueError names what is wrong."""
+        if not isinstance(raw, dict) or set(raw) != {"spec", "netns", "tun"}:
+            raise ValueError(f"expected an object with keys netns, spec, tun; got {_shape(raw)}")
+        spec = raw["spec"]
+        fields = {"name": str, "eni_id": int, "attachment_id": int, "zone": str}
+        if not isinstance(spec, dict) or set(spec) != set(fields):
+            raise ValueError(f"spec: expected an object with keys {', '.join(sorted(fields))}; got {_shape(spec)}")
+        for key, kind in fields.items():
+            value = spec[key]
+            if not isinstance(value, kind) or isinstance(value, bool) or value in ("", None):
+                raise ValueError(f"spec.{key}: expected a non-empty {kind.__name__}, got {value!r}")
+        for key in ("eni_id", "attachment_id"):
+            if not 0 <= spec[key] < 1 << 64:
+                raise ValueError(f"spec.{key}: {spec[key]} does not fit in 64 bits")
+        for key in ("netns", "tun"):
+            if not isinstance(raw[key], str) or not raw[key]:
+                raise ValueError(f"{key}: expected a non-empty string, got {raw[key]!r}")
+        return cls(EndpointSpec(**spec), raw["netns"], raw["tun"])
 
 
 @dataclass(frozen=True)
@@ -65,12 +91,17 @@ class DaemonConfig:
                 strict=settings["strict"],
                 rebalance=settings["rebalance"],
                 deregistration_delay_s=settings["deregistration_delay_s"],
+                profile=settings["profile"],
             ),
             registered=tuple(raw["registered"]),
             probe=ProbeSettings(**{**probe, "protocol": HealthProtocol(probe["protocol"]), "matcher": tuple(probe["matcher"])}),
             control_socket=raw["control_socket"],
             flow_log=raw.get("flow_log", ""),
         )
+
+
+def _shape(value: Any) -> str:
+    return f"keys {', '.join(sorted(map(str, value)))}" if isinstance(value, dict) else type(value).__name__
 
 
 def _enum_value(value: object) -> object:

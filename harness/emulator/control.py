@@ -1,7 +1,7 @@
 """The emulator's control API: HTTP/JSON over a Unix socket in the run directory.
 
-Tests read the flow table, drops, header mismatches and target health while traffic flows. A
-Unix socket needs no address in any namespace and is reachable from the harness in the root
+Tests read the flow table, drops, header mismatches and target health while traffic flows, and
+act on the load balancer (targets, attributes, endpoints added with a JSON body). A Unix socket needs no address in any namespace and is reachable from the harness in the root
 namespace, since the testbed's hosts share the file system.
 """
 
@@ -18,11 +18,22 @@ from typing import Any
 from harness.errors import HarnessError
 
 Routes = dict[str, Callable[[], Any]]
+Intake = dict[str, Callable[[Any], Any]]
+"""POST actions that take a JSON body (e.g. `/endpoints` with the spec of an endpoint to add)."""
+
+
+class Refused(Exception):
+    """An action refused with an HTTP status (400 bad input, 409 conflict) and a precise reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class _Handler(BaseHTTPRequestHandler):
     routes: Routes = {}
     actions: Routes = {}
+    intake: Intake = {}
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         route = self.routes.get(self.path.split("?")[0])
@@ -32,11 +43,27 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, route())
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        taking = self.intake.get(self.path)
+        if taking is not None:
+            self._take(taking)
+            return
         action = self.actions.get(self.path)
         if action is None:
-            self._send(404, {"error": f"no action {self.path}", "actions": sorted(self.actions)})
+            self._send(404, {"error": f"no action {self.path}", "actions": sorted([*self.actions, *self.intake])})
             return
         self._send(200, action())
+
+    def _take(self, action: Callable[[Any], Any]) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body = json.loads(raw)
+        except ValueError as error:
+            self._send(400, {"error": f"{self.path}: expected a JSON body: {error}"})
+            return
+        try:
+            self._send(200, action(body))
+        except Refused as refused:
+            self._send(refused.status, {"error": f"{self.path}: {refused}"})
 
     def _send(self, status: int, body: Any) -> None:
         text = isinstance(body, str)
@@ -56,8 +83,8 @@ class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
 
 
 class ControlServer:
-    def __init__(self, path: str, routes: Routes, actions: Routes | None = None) -> None:
-        handler = type("Handler", (_Handler,), {"routes": routes, "actions": actions or {}})
+    def __init__(self, path: str, routes: Routes, actions: Routes | None = None, intake: Intake | None = None) -> None:
+        handler = type("Handler", (_Handler,), {"routes": routes, "actions": actions or {}, "intake": intake or {}})
         self._server = _UnixHTTPServer(path, handler)
 
     def serve_forever(self) -> None:
@@ -89,20 +116,24 @@ class ControlClient:
     def get(self, resource: str) -> Any:
         return self._request("GET", resource)
 
-    def post(self, action: str) -> Any:
-        return self._request("POST", action)
+    def post(self, action: str, body: Any = None) -> Any:
+        """An action; `body`, when given, is sent as JSON."""
+        return self._request("POST", action, body)
 
-    def _request(self, method: str, resource: str) -> Any:
+    def _request(self, method: str, resource: str, body: Any = None) -> Any:
         conn = _UnixConnection(self.path, self.timeout)
         try:
-            conn.request(method, resource)
+            if body is None:
+                conn.request(method, resource)
+            else:
+                conn.request(method, resource, json.dumps(body), {"Content-Type": "application/json"})
             response = conn.getresponse()
             raw = response.read()
-            body = json.loads(raw) if response.getheader("Content-Type", "").startswith("application/json") else raw.decode()
+            answer = json.loads(raw) if response.getheader("Content-Type", "").startswith("application/json") else raw.decode()
         except OSError as error:
             raise HarnessError(f"the emulator's control API ({self.path}) did not answer {resource}: {error}") from None
         finally:
             conn.close()
         if response.status != 200:
-            raise HarnessError(f"emulator control API {resource}: {body}")
-        return body
+            raise HarnessError(f"emulator control API {resource} ({response.status}): {answer}")
+        return answer

@@ -22,10 +22,10 @@ from harness.emulator.specs import EndpointSpec, Settings, TargetSpec
 from harness.emulator.targets import NoTarget, TargetPool
 from harness.flows import Flow, FlowKey, FlowTable, Outcome
 from harness.inet import InnerFlow, PacketError, parse_inner
+from harness.profiles import Direction
 
 MAX_INNER = 8500
 _REJECT_LOG_SIZE = 256
-_AWS_OPTIONS = {(geneve.AWS_OPTION_CLASS, t) for t in (geneve.AWS_ENI_TYPE, geneve.AWS_ATTACHMENT_TYPE, geneve.AWS_COOKIE_TYPE)}
 
 
 class DropReason(enum.Enum):
@@ -45,8 +45,13 @@ class DropReason(enum.Enum):
     ENI_MISMATCH = "eni_mismatch"
     ATTACHMENT_MISMATCH = "attachment_mismatch"
     WRONG_TARGET = "wrong_target"
+    DIRECTION = "direction"
     SOURCE_PORT = "source_port"
     EMPTY = "empty"
+
+
+class EndpointConflict(ValueError):
+    """An endpoint to add has the ENI ID or name of one the load balancer has already."""
 
 
 @dataclass(frozen=True)
@@ -101,14 +106,17 @@ class Gwlb:
         rng: random.Random | None = None,
         registered: Iterable[int] | None = None,
     ) -> None:
-        self.endpoints = endpoints
+        self.endpoints = list(endpoints)
         self.targets = targets
         self.settings = settings
         self.lock = threading.Lock()
         self._rng = rng or random.SystemRandom()
-        self.flows = FlowTable(settings.stickiness, settings.timeouts, clock, self._rng)
+        self.profile = settings.gwlb_profile
+        self._known_options = self.profile.layout.types
+        self.flows = FlowTable(settings.stickiness, settings.timeouts, clock, self._rng, self.profile.cookie_bits)
         self.pool = TargetPool(
-            targets, range(len(targets)) if registered is None else registered, settings.cross_zone, clock, self._rng
+            targets, range(len(targets)) if registered is None else registered, settings.cross_zone, clock, self._rng,
+            self.profile.all_unhealthy,
         )
         self.target_packets = [0] * len(targets)
         self.metrics = Metrics()
@@ -140,14 +148,15 @@ class Gwlb:
             if outcome is Outcome.NEW:
                 self.metrics.new_flow(self.endpoints[endpoint].zone)
                 spec = self.endpoints[endpoint]
-                meta = geneve.AwsMetadata(spec.eni_id, spec.attachment_id, flow.cookie)
                 protocol = geneve.PROTO_IPV4 if flow_id.version == 4 else geneve.PROTO_IPV6
-                flow.header = geneve.aws_header(protocol, meta).encode()
+                flow.header, flow.reply_header = (
+                    self.profile.header(protocol, spec.eni_id, spec.attachment_id, flow.cookie, direction)
+                    for direction in Direction)
             self.metrics.packet(self.endpoints[endpoint].zone, len(inner), self._clock())
             self.target_packets[flow.target] += 1
             flow.octets[flow.direction(flow_id.src)] += len(inner)
             self._used(flow)
-            return Encapsulated(flow.target, flow.source_port, flow.header + inner)
+            return Encapsulated(flow.target, flow.source_port, flow.header_for(flow.direction(flow_id.src)) + inner)
 
     def from_target(self, source: bytes, source_port: int, dest_port: int, payload: bytes) -> Delivery | DropReason:
         origin = str(ipaddress.IPv4Address(source))
@@ -160,19 +169,20 @@ class Gwlb:
             header, raw, inner = geneve.split(payload)
         except geneve.GeneveError as error:
             return self._drop(DropReason.MALFORMED, origin, str(error), payload[:64])
-        unknown = [o for o in header.options if o.critical and (o.opt_class, o.opt_type & 0x7F) not in _AWS_OPTIONS]
+        unknown = [o for o in header.options if o.critical and (o.opt_class, o.opt_type & 0x7F) not in self._known_options]
         if unknown:
             option = unknown[0]
             return self._drop(DropReason.CRITICAL_OPTION, origin, f"unknown critical option class {option.opt_class:#06x} type {option.opt_type:#04x}", raw)
         try:
-            meta = geneve.AwsMetadata.from_header(header)
+            meta = self.profile.metadata(header)
         except geneve.GeneveError as error:
             return self._drop(DropReason.MISSING_OPTIONS, origin, str(error), raw)
+        direction_field, cookie = self.profile.split_cookie_word(meta.cookie)
         with self.lock:
-            flow = self.flows.by_cookie(meta.cookie)
+            flow = self.flows.by_cookie(cookie)
             if flow is None:
-                reason = DropReason.STALE_COOKIE if self.flows.is_retired(meta.cookie) else DropReason.UNKNOWN_COOKIE
-                return self._drop(reason, origin, f"cookie {meta.cookie:#010x}", raw)
+                reason = DropReason.STALE_COOKIE if self.flows.is_retired(cookie) else DropReason.UNKNOWN_COOKIE
+                return self._drop(reason, origin, f"cookie {cookie:#010x}", raw)
             endpoint = self.endpoints[flow.key.endpoint]
             if meta.eni_id != endpoint.eni_id:
                 return self._drop(DropReason.ENI_MISMATCH, origin, f"ENI {geneve.format_eni(meta.eni_id)}", raw)
@@ -186,20 +196,46 @@ class Gwlb:
                 return self._drop(DropReason.EMPTY, origin, "no inner packet", raw)
             if len(inner) > MAX_INNER:
                 return self._drop(DropReason.OVERSIZE, origin, f"{len(inner)} bytes", raw)
-            if source_port != flow.source_port:
-                self.metrics.source_port_changed += 1
-            if raw != flow.header:
-                self._record_mismatch(flow, raw)
-            self.flows.touch(flow)
-            self._used(flow)
+            returned: InnerFlow | None = None
+            not_ip = ""
             try:
                 returned = parse_inner(inner)
             except PacketError as error:
-                return self._drop(DropReason.NOT_IP, origin, str(error), raw)
+                not_ip = str(error)
+            direction = Direction.FROM_INITIATOR if returned is None else Direction(flow.direction(returned.src))
+            expected = self.profile.direction_values[direction]
+            if returned is not None and direction_field != expected:
+                return self._drop(DropReason.DIRECTION, origin, f"direction field {direction_field} on a packet "
+                                  f"{direction.name.lower().replace('_', ' ')}, expected {expected}", raw)
+            if source_port != flow.source_port:
+                self.metrics.source_port_changed += 1
+            if raw != flow.header_for(direction):
+                self._record_mismatch(flow, flow.header_for(direction), raw)
+            self.flows.touch(flow)
+            self._used(flow)
+            if returned is None:
+                return self._drop(DropReason.NOT_IP, origin, not_ip, raw)
             self._check_mixup(flow, returned)
-            flow.returned[flow.direction(returned.src)] += 1
+            flow.returned[direction] += 1
             self.metrics.packet(self.endpoints[flow.key.endpoint].zone, len(inner), self._clock())
             return Delivery(flow.key.endpoint, inner)
+
+    def add_endpoint(self, spec: EndpointSpec) -> int:
+        """An endpoint created against the running load balancer (AWS lets consumers create one at any
+        time); its index. Existing endpoints, flows and cookies are untouched."""
+        with self.lock:
+            self.check_endpoint(spec)
+            self.endpoints.append(spec)
+            self._endpoint_added(spec)
+            return len(self.endpoints) - 1
+
+    def check_endpoint(self, spec: EndpointSpec) -> None:
+        """Raise EndpointConflict if `spec` reuses the ENI ID or name of an endpoint."""
+        for index, known in enumerate(self.endpoints):
+            if known.eni_id == spec.eni_id:
+                raise EndpointConflict(f"ENI {geneve.format_eni(spec.eni_id)} is already endpoint {known.name} (index {index})")
+            if known.name == spec.name:
+                raise EndpointConflict(f"an endpoint named {spec.name!r} exists already (ENI {geneve.format_eni(known.eni_id)})")
 
     @property
     def healthy(self) -> set[int]:
@@ -246,6 +282,9 @@ class Gwlb:
         except NoTarget:
             return
 
+    def _endpoint_added(self, spec: EndpointSpec) -> None:
+        """Hook: an endpoint was appended to `endpoints` (lock held; the fast path learns its zone)."""
+
     def _used(self, flow: Flow) -> None:
         """Hook: the slow path just created or refreshed `flow` (the fast path caches it)."""
 
@@ -263,8 +302,8 @@ class Gwlb:
             if len(self.mixup_samples) < _REJECT_LOG_SIZE:
                 self.mixup_samples.append(Mixup(flow.cookie, _describe(flow.key), _describe(key)))
 
-    def _record_mismatch(self, flow: Flow, raw: bytes) -> None:
-        entry = self.mismatches.setdefault(flow.cookie, Mismatch(flow.header.hex(), raw.hex()))
+    def _record_mismatch(self, flow: Flow, expected: bytes, raw: bytes) -> None:
+        entry = self.mismatches.setdefault(flow.cookie, Mismatch(expected.hex(), raw.hex()))
         entry.count += 1
 
     def _drop(self, reason: DropReason, source: str, detail: str, header: bytes = b"") -> DropReason:

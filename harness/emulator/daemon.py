@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from harness import geneve
-from harness.emulator.config import DaemonConfig
-from harness.emulator.control import ControlServer
-from harness.emulator.core import Delivery, Encapsulated
+from harness.emulator.config import DaemonConfig, EndpointTun
+from harness.emulator.control import ControlServer, Refused
+from harness.emulator.core import Delivery, Encapsulated, EndpointConflict
 from harness.emulator.fastpath import CachedGwlb, choose_datapath, gwlb_for
 from harness.emulator.flowlog import FlowLog
 from harness.emulator.health import HealthChecker
@@ -61,7 +61,7 @@ def _ip(raw: bytes) -> str:
 class Daemon:
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
-        self.datapath = choose_datapath()
+        self.datapath = choose_datapath(profile=config.settings.gwlb_profile)
         self.gwlb = gwlb_for(self.datapath)(
             [e.spec for e in config.endpoints], list(config.targets), config.settings, registered=config.registered
         )
@@ -76,7 +76,10 @@ class Daemon:
         _drop_all(self.sink)
         self.sink.bind((config.address, geneve.GENEVE_PORT))
         self.health = HealthChecker([t.address for t in config.targets], config.probe, self.gwlb.set_health)
-        self.control = ControlServer(config.control_socket, self._routes(), self._actions())
+        self._joining = threading.Lock()
+        self._selector: selectors.BaseSelector | None = None
+        self.control = ControlServer(config.control_socket, self._routes(), self._actions(),
+                                     {"/endpoints": self._add_endpoint})
         self._stop = threading.Event()
         self._target_addresses = [(t.address, 0) for t in config.targets]
         self.flow_log = FlowLog(Path(config.flow_log), self.gwlb.endpoints) if config.flow_log else None
@@ -109,8 +112,10 @@ class Daemon:
     def _run_python(self) -> None:
         selector = selectors.DefaultSelector()
         selector.register(self.rx, selectors.EVENT_READ, self._read_returns)
-        for index, fd in enumerate(self.tuns):
-            selector.register(fd, selectors.EVENT_READ, lambda i=index, f=fd: self._read_tun(i, f))
+        with self._joining:
+            self._selector = selector
+            for index, fd in enumerate(self.tuns):
+                self._watch(index, fd)
         next_sweep = time.monotonic() + 1
         while not self._stop.is_set():
             for key, _ in selector.select(timeout=0.5):
@@ -149,6 +154,39 @@ class Daemon:
             log.info("fast path: %s", gwlb.cache.stats())
         if failures:
             raise failures[0]
+
+    def _watch(self, endpoint: int, fd: int) -> None:
+        """Read an endpoint's tun in the running loop (Python's selector, or the compiled loop's epoll)."""
+        if isinstance(self.gwlb, CachedGwlb):
+            self.gwlb.serve_endpoint(endpoint, fd)
+        elif self._selector is not None:
+            self._selector.register(fd, selectors.EVENT_READ, lambda: self._read_tun(endpoint, fd))
+
+    def _add_endpoint(self, body: Any) -> dict[str, Any]:
+        """POST /endpoints: an endpoint created while traffic flows. Its tun is opened in its own
+        namespace and read from now on; the other endpoints' flows and cookies are untouched."""
+        try:
+            endpoint = EndpointTun.from_json(body)
+        except ValueError as error:
+            raise Refused(400, str(error)) from None
+        spec = endpoint.spec
+        with self._joining:
+            try:
+                with self.gwlb.lock:
+                    self.gwlb.check_endpoint(spec)
+            except EndpointConflict as error:
+                raise Refused(409, str(error)) from None
+            try:
+                fd = open_tun(endpoint.tun, endpoint.netns)
+            except OSError as error:
+                raise Refused(400, f"cannot open tun {endpoint.tun!r} in {endpoint.netns}: {error}") from None
+            index = self.gwlb.add_endpoint(spec)
+            self.tuns.append(fd)
+            self._watch(index, fd)
+        log.info("endpoint %s joined: ENI %s, attachment %#018x, zone %s, tun %s", spec.name,
+                 geneve.format_eni(spec.eni_id), spec.attachment_id, spec.zone, endpoint.tun)
+        return {"index": index, "name": spec.name, "eni_id": geneve.format_eni(spec.eni_id),
+                "attachment_id": f"{spec.attachment_id:#018x}", "zone": spec.zone, "tun": endpoint.tun}
 
     def _read_tun(self, endpoint: int, fd: int) -> None:
         for _ in range(_BATCH):
@@ -232,6 +270,7 @@ class Daemon:
                     "ends": [[_ip(f.key.low[0]), f.key.low[1]], [_ip(f.key.high[0]), f.key.high[1]]],
                     "initiator": _ip(f.initiator),
                     "header": f.header.hex(),
+                    "reply_header": f.reply_header.hex(),
                     "packets": list(f.packets),
                     "returned": list(f.returned),
                     "closed": f.closed,

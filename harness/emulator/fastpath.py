@@ -12,6 +12,8 @@ into the Python flows and metrics whenever anyone takes `gwlb.lock` (the cache's
 every Python decision and every reading of state (control API, tests) sees them.
 
 `GWLB_DATAPATH=python|fast` chooses the path; by default the fast one when the extension imports.
+The cache holds one header per flow, so a profile whose two directions carry different headers
+(tencent) always takes the Python path: correct first, and the only profile that needs speed is aws.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from types import TracebackType
 from harness.emulator.core import Delivery, DropReason, Encapsulated, Gwlb
 from harness.emulator.specs import EndpointSpec, Settings, TargetSpec
 from harness.flows import Flow
+from harness.profiles import DEFAULT, Profile
 from harness.topology import Stickiness
 
 try:
@@ -49,9 +52,15 @@ class Datapath(enum.Enum):
     FAST = "fast"
 
 
-def choose_datapath(environ: Mapping[str, str] = os.environ) -> Datapath:
-    """The data path `GWLB_DATAPATH` asks for; unset means fast when it is built, else Python."""
+def choose_datapath(environ: Mapping[str, str] = os.environ, profile: Profile = DEFAULT) -> Datapath:
+    """The data path `GWLB_DATAPATH` asks for; unset means fast when it is built, else Python.
+    A profile the cache cannot replay gets the Python path whatever was asked."""
     value = environ.get(ENV, "")
+    if not profile.fast_path:
+        if value == Datapath.FAST.value:
+            log.warning("%s=fast ignored: profile %s differs per direction, which the compiled cache "
+                        "cannot replay; using the Python data path", ENV, profile.name)
+        return Datapath.PYTHON
     if not value:
         if AVAILABLE:
             return Datapath.FAST
@@ -105,6 +114,9 @@ class CachedGwlb(Gwlb):
     ) -> None:
         if _fastpath is None:
             raise RuntimeError(f"harness.emulator._fastpath does not import ({IMPORT_ERROR})")
+        if not settings.gwlb_profile.fast_path:
+            raise ValueError(f"profile {settings.profile}: the compiled cache holds one header per flow "
+                             "and cannot replay this profile; use Gwlb (choose_datapath does)")
         super().__init__(endpoints, targets, settings, clock, rng, registered)
         self._zones = list(dict.fromkeys(e.zone for e in endpoints))
         self.cache = _fastpath.Cache(
@@ -152,6 +164,16 @@ class CachedGwlb(Gwlb):
             for second, packets, size in seconds:
                 traffic.add(packets, size, second)
         self.metrics.source_port_changed += source_port_changed
+
+    def _endpoint_added(self, spec: EndpointSpec) -> None:
+        if spec.zone not in self._zones:
+            self._zones.append(spec.zone)
+        self.cache.add_endpoint(self._zones.index(spec.zone))
+
+    def serve_endpoint(self, endpoint: int, fd: int) -> None:
+        """Read an endpoint's tun `fd` in the compiled loop: at once if `serve` runs, else when it starts."""
+        with self.lock:
+            self.cache.watch(endpoint, fd)
 
     def _used(self, flow: Flow) -> None:
         key = flow.key

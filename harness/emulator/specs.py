@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from harness.flows import Timeouts
+from harness.profiles import Profile, get_profile
 from harness.topology import Stickiness
 
 
@@ -36,5 +37,14 @@ class Settings:
     strict: bool = False
     rebalance: bool = False
     deregistration_delay_s: float = 300.0
+    profile: str = "aws"
+
+    def __post_init__(self) -> None:
+        """A profile that forces a stickiness (tencent: 3-tuple) rejects any other."""
+        self.gwlb_profile.stickiness(self.stickiness)
+
+    @property
+    def gwlb_profile(self) -> Profile:
+        return get_profile(self.profile)
 
 

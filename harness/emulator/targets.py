@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from harness.emulator.specs import TargetSpec
+from harness.profiles import AllUnhealthy
 
 
 class NoTarget(Exception):
@@ -34,8 +35,10 @@ class TargetPool:
         cross_zone: bool,
         clock: Callable[[], float],
         rng: random.Random,
+        all_unhealthy: AllUnhealthy = AllUnhealthy.PIN_RANDOM,
     ) -> None:
         chosen = set(registered)
+        self.all_unhealthy = all_unhealthy
         self.slots = [Slot(spec, i in chosen) for i, spec in enumerate(targets)]
         self.cross_zone = cross_zone
         self._clock = clock
@@ -48,15 +51,18 @@ class TargetPool:
         ]
 
     def choose(self, zone: str, digest: int) -> int:
-        """Healthy eligible targets by hash; if none is healthy, a random eligible one (AWS pins
-        each new flow to a random target when all are unhealthy)."""
+        """Healthy eligible targets by hash; if none is healthy, what the profile does then: a
+        random eligible one (AWS pins each new flow to a random target) or every eligible one by
+        hash (Tencent treats all as healthy)."""
         eligible = self.eligible(zone)
         if not eligible:
             raise NoTarget(f"no registered target for zone {zone}")
         healthy = [i for i in eligible if self.slots[i].healthy]
-        if not healthy:
-            return self._rng.choice(eligible)
-        return healthy[digest % len(healthy)]
+        if healthy:
+            return healthy[digest % len(healthy)]
+        if self.all_unhealthy is AllUnhealthy.SPREAD_ALL:
+            return eligible[digest % len(eligible)]
+        return self._rng.choice(eligible)
 
     def register(self, index: int) -> None:
         slot = self.slots[index]

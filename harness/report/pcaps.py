@@ -5,7 +5,7 @@ wants only the packets of that check. The plugin knows when each check (and the 
 fixtures it used, which may have sent its traffic) ran, so the cut is by timestamp: one streaming
 pass over the capture writes every packet into each output whose time windows contain it. Packets
 are copied as bytes with the capture's own link type, so Wireshark/tshark dissect them as in the
-original (GENEVE, with AWS's option class 0x0108).
+original (GENEVE, with the profile's option class, e.g. AWS's 0x0108).
 """
 
 from __future__ import annotations

@@ -184,34 +184,98 @@ def _failover_timeline(timeline: dict[str, Any]) -> Figure | None:
     return figure
 
 
-@plot_for("perf", "Throughput and latency by packet size")
+@plot_for("perf", "Performance: the appliance next to the harness's own ceiling")
 def _perf(records: list[dict[str, Any]]) -> Figure | None:
+    """One panel per kind of figure present: throughput by size (one line per criterion, the
+    ceiling dashed), latency by size, and single figures (new flows/s, concurrent flows) as bars.
+    Panel titles name the side that limits each figure."""
     records = sorted(records, key=lambda r: r["size"])
     throughput = "gbps" if any("gbps" in r for r in records) else "pps"
-    latency = [key for key in ("latency_p50_us", "latency_p99_us") if any(key in r for r in records)]
-    if not any(throughput in r for r in records) and not latency:
-        return None
-    figure = _figure(6.4, 2.6)
-    left, right = figure.subplots(1, 2)
-    rows = [r for r in records if throughput in r]
-    left.plot([r["size"] for r in rows], [r[throughput] for r in rows], marker="o", color=_SERIES_COLORS[0])
-    left.set_ylabel("Gbit/s" if throughput == "gbps" else "packets/s")
-    left.set_title("throughput", fontsize=9, loc="left")
-    for index, key in enumerate(latency):
+    panels: list[Callable[[Any], None]] = []
+    if any(throughput in r for r in records):
+        panels.append(lambda axes: _throughput_panel(axes, records, throughput))
+    if any(k in r for r in records for k in ("latency_p50_us", "latency_p99_us")):
+        panels.append(lambda axes: _latency_panel(axes, records))
+    for key, label in (("new_flows_per_s", "new flows/s"), ("concurrent_flows", "concurrent flows")):
         rows = [r for r in records if key in r]
-        right.plot([r["size"] for r in rows], [r[key] for r in rows], marker="o",
-                   color=_SERIES_COLORS[index + 1], label=key.removeprefix("latency_").removesuffix("_us"))
-    right.set_ylabel("added latency (µs)")
-    right.set_title("latency", fontsize=9, loc="left")
-    if latency:
-        right.legend(frameon=False, fontsize=8)
-    sizes = sorted({r["size"] for r in records})
-    for axes in (left, right):
-        axes.set_xscale("log")
-        axes.set_xticks(sizes, [f"{s:g}" for s in sizes])
-        axes.minorticks_off()
-        axes.set_xlabel("inner packet size (bytes)")
+        if rows:
+            panels.append(lambda axes, rows=rows, key=key, label=label: _single_panel(axes, rows, key, label))
+    if not panels:
+        return None
+    figure = _figure(3.4 * len(panels) if len(panels) > 1 else 5.0, 2.8)
+    for axes, draw in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
+        draw(axes)
     return figure
+
+
+def _limits(rows: list[dict[str, Any]], what: str) -> str:
+    limited = sorted({f"{r['size']:g} B" for r in rows if r.get("limit") == "appliance"}, key=lambda t: float(t[:-2]))
+    if not any("limit" in r for r in rows):
+        return what
+    return f"{what} · limit: appliance at {', '.join(limited)}" if limited else f"{what} · limit: harness"
+
+
+def _sizes_axis(axes: Any, rows: list[dict[str, Any]]) -> None:
+    sizes = sorted({r["size"] for r in rows})
+    axes.set_xscale("log")
+    axes.set_xticks(sizes, [f"{s:g}" for s in sizes])
+    axes.minorticks_off()
+    axes.set_xlabel("inner packet size (bytes)")
+
+
+def _throughput_panel(axes: Any, records: list[dict[str, Any]], key: str) -> None:
+    rows = [r for r in records if key in r]
+    criteria = list(dict.fromkeys(r.get("criterion", "") for r in rows))
+    for index, criterion in enumerate(criteria):
+        mine = [r for r in rows if r.get("criterion", "") == criterion]
+        color = _SERIES_COLORS[index % len(_SERIES_COLORS)]
+        axes.plot([r["size"] for r in mine], [r[key] for r in mine], marker="o", color=color,
+                  label=f"appliance {criterion}".strip())
+        ceiling = [r for r in mine if f"ceiling_{key}" in r]
+        if ceiling:
+            axes.plot([r["size"] for r in ceiling], [r[f"ceiling_{key}"] for r in ceiling], marker="x", color=color,
+                      linestyle="--", label=f"ceiling {criterion}".strip())
+    axes.set_ylabel("Gbit/s" if key == "gbps" else "packets/s")
+    axes.set_title(_limits(rows, "throughput"), fontsize=9, loc="left")
+    if len(criteria) > 1 or any(f"ceiling_{key}" in r for r in rows):
+        axes.legend(frameon=False, fontsize=7)
+    _sizes_axis(axes, rows)
+
+
+def _latency_panel(axes: Any, records: list[dict[str, Any]]) -> None:
+    rows = [r for r in records if "latency_p50_us" in r or "latency_p99_us" in r]
+    for index, q in enumerate(("p50", "p99")):
+        key = f"latency_{q}_us"
+        mine = [r for r in rows if key in r]
+        color = _SERIES_COLORS[(index + 1) % len(_SERIES_COLORS)]
+        axes.plot([r["size"] for r in mine], [r[key] for r in mine], marker="o", color=color, label=f"appliance {q}")
+        ceiling = [r for r in mine if f"ceiling_{key}" in r]
+        if ceiling:
+            axes.plot([r["size"] for r in ceiling], [r[f"ceiling_{key}"] for r in ceiling], marker="x", color=color,
+                      linestyle="--", label=f"ceiling {q}")
+    axes.set_ylabel("round trip (µs)" if any("ceiling_latency_p50_us" in r for r in rows) else "added latency (µs)")
+    axes.set_title(_limits(rows, "latency"), fontsize=9, loc="left")
+    axes.legend(frameon=False, fontsize=7)
+    _sizes_axis(axes, rows)
+
+
+def _single_panel(axes: Any, rows: list[dict[str, Any]], key: str, label: str) -> None:
+    names, values, colors = [], [], []
+    for r in rows:
+        names.append("appliance" if len(rows) == 1 else f"appliance {r['size']:g} B")
+        values.append(r[key])
+        colors.append(_SERIES_COLORS[0])
+        if f"ceiling_{key}" in r:
+            names.append("ceiling" if len(rows) == 1 else f"ceiling {r['size']:g} B")
+            values.append(r[f"ceiling_{key}"])
+            colors.append("#8c959f")
+    bars = axes.bar(names, values, color=colors, width=0.6)
+    axes.bar_label(bars, labels=[f"{v:,.0f}" for v in values], padding=2, fontsize=8)
+    axes.set_ylim(0, max(values + [1]) * 1.2)
+    axes.set_ylabel(label)
+    axes.grid(axis="x", visible=False)
+    limits = {r["limit"] for r in rows if "limit" in r}
+    axes.set_title(f"{label} · limit: {', '.join(sorted(limits))}" if limits else label, fontsize=9, loc="left")
 
 
 def _natural(name: str) -> tuple[str, int]:

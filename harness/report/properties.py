@@ -139,7 +139,24 @@ def _list(value: Any, where: str) -> list[Any]:
     return value
 
 
-_PERF_FIELDS = {"size": float, "pps": float, "gbps": float, "latency_p50_us": float, "latency_p99_us": float}
+_PERF_FIELDS = {
+    "size": float, "criterion": str, "pps": float, "gbps": float, "ceiling_pps": float, "ceiling_gbps": float,
+    "resolution_pps": float, "latency_p50_us": float, "latency_p99_us": float, "ceiling_latency_p50_us": float,
+    "ceiling_latency_p99_us": float, "added_latency_p50_us": float, "added_latency_p99_us": float, "lost": float,
+    "new_flows_per_s": float, "ceiling_new_flows_per_s": float, "resolution_per_s": float,
+    "concurrent_flows": float, "ceiling_concurrent_flows": float, "limit": str,
+}
+PERF_LIMITS = ("appliance", "harness")
+
+
+def _perf(value: Any) -> list[dict[str, Any]]:
+    records = _records("perf", _PERF_FIELDS, ("size",))(value)
+    for index, record in enumerate(records):
+        if record.get("limit", PERF_LIMITS[0]) not in PERF_LIMITS:
+            raise PropertyError(f"perf[{index}].limit: expected one of {', '.join(PERF_LIMITS)}, found {record['limit']!r}")
+    return records
+
+
 _REJECT_FIELDS = {"reason": str, "source": str, "detail": str, "header": str}
 
 DECODERS: dict[str, Decoder] = {
@@ -151,7 +168,7 @@ DECODERS: dict[str, Decoder] = {
     "rejects": _records("rejects", _REJECT_FIELDS, ("reason",)),
     "flows_per_target": _counts("flows_per_target"),
     "failover_timeline": _timeline("failover_timeline"),
-    "perf": _records("perf", _PERF_FIELDS, ("size",)),
+    "perf": _perf,
 }
 """Documented property name → decoder; see the plugin's docstring for what each one means."""
 

@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from harness import geneve
 from harness.catalog import Family, Level
+from harness.profiles import PROFILES
 from harness.report import plots
 from harness.report.model import CheckResult, RequirementResult, RunResult, Status, Verdict
 
@@ -39,13 +40,14 @@ _DROP_MEANINGS = {
     "dst_port": "returned to a UDP port other than 6081",
     "unknown_source": "sent from an address that is not a target",
     "malformed": "GENEVE header could not be decoded",
-    "missing_options": "AWS options (class 0x0108) missing",
+    "missing_options": "the profile's GWLB options (ENI, attachment, cookie) missing",
     "critical_option": "unknown critical option",
     "unknown_cookie": "flow cookie the GWLB never issued",
     "stale_cookie": "flow cookie of an expired or replaced flow",
     "eni_mismatch": "endpoint ENI ID altered",
     "attachment_mismatch": "attachment ID altered",
     "wrong_target": "reply from another target than the flow's",
+    "direction": "cookie word carries the other direction's bits (echo each packet's own header)",
     "source_port": "UDP source port changed (strict mode)",
     "empty": "no inner packet",
     "oversize": "inner packet over 8500 bytes",
@@ -54,6 +56,7 @@ _DROP_MEANINGS = {
     "rejected_tcp": "non-SYN TCP packet of an unknown flow",
     "icmp_no_flow": "ICMP error about no known flow",
 }
+_GWLB_OPTION_CLASSES = frozenset(profile.layout.opt_class for profile in PROFILES.values())
 _AWS_OPTION_NAMES = {
     geneve.AWS_ENI_TYPE: "ENI ID",
     geneve.AWS_ATTACHMENT_TYPE: "attachment ID",
@@ -413,7 +416,7 @@ def _geneve_fields(header: bytes) -> list[str]:
         option_class = int.from_bytes(header[offset:offset + 2], "big")
         option_type, words = header[offset + 2], header[offset + 3] & 0x1F
         name = f"type {option_type}"
-        if option_class == geneve.AWS_OPTION_CLASS:
+        if option_class in _GWLB_OPTION_CLASSES:
             name = _AWS_OPTION_NAMES.get(option_type, name)
         labels.append(f"option class 0x{option_class:04x} {name}: header, {words} words of data")
         labels += [f"{name} ({n + 1}/{words})" if words > 1 else name for n in range(words)]
@@ -465,6 +468,42 @@ def _measurements(result: RunResult) -> str:
             shown.append(_figure(
                 plots.Plot(f"{plot.title} — {ids} {check.name}", plot.svg, plot.property), plot.property
             ))
-    if not shown:
+    table = _perf_table(result)
+    if not shown and not table:
         return ""
-    return '<h2 id="measurements">Measurements</h2>\n<div class="plots">' + "\n".join(shown) + "</div>"
+    return '<h2 id="measurements">Measurements</h2>\n' + table + '<div class="plots">' + "\n".join(shown) + "</div>"
+
+
+_PERF_FIGURES = (
+    ("pps", "throughput {criterion} (packets/s)"),
+    ("gbps", "throughput {criterion} (Gbit/s)"),
+    ("latency_p50_us", "round trip p50 (µs)"),
+    ("latency_p99_us", "round trip p99 (µs)"),
+    ("new_flows_per_s", "new flows/s"),
+    ("concurrent_flows", "concurrent flows"),
+)
+
+
+def _perf_table(result: RunResult) -> str:
+    """Every PERF figure next to the harness's own ceiling of the same run, and the limiting side."""
+    rows = []
+    for check in result.checks:
+        for record in check.get("perf") or ():
+            for key, label in _PERF_FIGURES:
+                if key not in record or f"ceiling_{key}" not in record:
+                    continue
+                what = label.format(criterion=record.get("criterion", "")).replace("  ", " ")
+                rows.append(
+                    f"<tr><td><code>{_e(', '.join(check.requirement_ids))}</code></td><td>{_e(what)}</td>"
+                    f'<td class="num">{record["size"]:g}</td><td class="num">{record[key]:,.4g}</td>'
+                    f'<td class="num">{record[f"ceiling_{key}"]:,.4g}</td><td>{_e(record.get("limit", "—"))}</td></tr>'
+                )
+    if not rows:
+        return ""
+    return (
+        '<p class="muted">PERF figures through the appliance next to the harness alone (GENEVE reflected at '
+        "each target, measured in the same run); the limit is the appliance when its figure is clearly worse "
+        "than the ceiling. Trial parameters are in each check's properties in results.json.</p>"
+        '<table class="perf"><tr><th>requirement</th><th>figure</th><th>size (B)</th><th>appliance</th>'
+        "<th>ceiling</th><th>limit</th></tr>" + "".join(rows) + "</table>"
+    )

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from . import geneve
 from .faults import FaultSet, Point, Reaction
-from .flows import FlowCache, FlowEntry, flow_key
+from .flows import FlowCache, FlowEntry, flow_key, sender
 from .stats import Drop, PacketDropped, Stats
-from .tunnels import TunPair
+from .tunnels import TunPair, endpoint_label
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,8 @@ class Datapath:
     def _tunnel(self, eni: int) -> TunPair:
         tunnel = self.tunnels.get(eni)
         if tunnel is None:
+            if not self.faults.apply(Point.NEW_TUNNEL, True):
+                raise PacketDropped(Drop.FAULT, f"no tunnel for {endpoint_label(eni)}, an endpoint first seen late")
             try:
                 tunnel = TunPair.create(eni, mtu=self.config.tun_mtu, hook=self.config.create_hook)
             except OSError as error:
@@ -127,7 +129,8 @@ class Datapath:
                 if inner is None:
                     raise PacketDropped(Drop.FAULT, "ingress")
                 tunnel = self._tunnel(packet.eni)
-                entry = FlowEntry(packet.header, gwlb, _local_address(ancdata))
+                origin = self.faults.apply(Point.SENDER, sender(packet.payload))
+                entry = FlowEntry(packet.header, gwlb, _local_address(ancdata), origin)
                 self.flows.update(key, entry, refresh=self.faults.apply(Point.REFRESH, True))
                 try:
                     os.write(tunnel.ingress_fd, inner)
@@ -161,7 +164,7 @@ class Datapath:
 
     def _reply(self, tunnel: TunPair, inner: bytes) -> None:
         key = self.faults.apply(Point.FLOW_KEY, flow_key(tunnel.eni, inner))
-        entry = self.flows.get(key)
+        entry = self.flows.get(key, self.faults.apply(Point.SENDER, sender(inner)))
         if entry is None:
             raise PacketDropped(Drop.NO_FLOW, key)
         header = self.faults.apply(Point.HEADER, entry.header)

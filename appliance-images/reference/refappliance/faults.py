@@ -17,6 +17,7 @@ from . import geneve
 from .flows import FlowKey, flow_key
 
 JUMBO = 1500
+SLOW_FORWARDING_S = 0.002
 
 
 class Point(Enum):
@@ -27,9 +28,11 @@ class Point(Enum):
     EGRESS = "complete outer packet about to be sent (None drops it)"
     HEALTH = "HTTP status of the health endpoint"
     FLOW_KEY = "the flow-cache key computed for a packet (both directions)"
+    SENDER = "the inner source address under which a flow's header is cached and looked up"
     HEALTH_DELAY = "(packets received so far, seconds to wait before answering a health probe)"
     HEALTH_PROCESS = "whether the health endpoint runs in a separate process that outlives the data path"
     MALFORMED = "the Reaction to a packet from the GWLB that was dropped as invalid"
+    NEW_TUNNEL = "whether a tunnel may be created for an endpoint (ENI) seen for the first time"
 
 
 class Reaction(Enum):
@@ -54,7 +57,7 @@ def _strip_options(header: bytes) -> bytes:
 def _flip_cookie(header: bytes) -> bytes:
     flipped = bytearray(header)
     for option in geneve.options(header):
-        if (option.klass, option.type) == geneve.COOKIE_OPTION and option.value:
+        if (option.klass, option.type) in geneve.COOKIE_OPTIONS and option.value:
             flipped[option.offset + 4 + len(option.value) - 1] ^= 1
     return bytes(flipped)
 
@@ -92,6 +95,30 @@ def _slow_under_load(threshold_pps: float = 100.0, delay_s: float = 3.0) -> Call
     return delay
 
 
+def _tunnels_at_start(window_s: float = 1.0) -> Callable[[bool], bool]:
+    """Allow tunnels only for endpoints first seen within `window_s` of the first one: a handler
+    that sets up its per-endpoint interfaces once, when traffic starts, never learns a later one."""
+    first: list[float] = []
+
+    def allow(wanted: bool) -> bool:
+        now = time.monotonic()
+        if not first:
+            first.append(now)
+        return wanted and now - first[0] <= window_s
+
+    return allow
+
+
+def _slow_forwarding(delay_s: float = SLOW_FORWARDING_S) -> Callable[[bytes], bytes]:
+    """Spend `delay_s` on every packet from the GWLB, as an appliance whose inspection is slow."""
+
+    def forward(inner: bytes) -> bytes:
+        time.sleep(delay_s)
+        return inner
+
+    return forward
+
+
 def _is_icmp_error(inner: bytes) -> bool:
     version = inner[0] >> 4
     if version == 4:
@@ -115,10 +142,17 @@ FAULTS: dict[str, Fault] = {
         Fault("key-by-host-pair", Point.FLOW_KEY,
               lambda key: FlowKey(key.eni, 0, (key.low[0], 0), (key.high[0], 0)),
               "cache flows by address pair only, so concurrent flows between two hosts share one header"),
+        Fault("one-header-per-flow", Point.SENDER, lambda _: b"",
+              "cache one header per flow, not one per direction: harmless under aws, but under tencent a "
+              "reply may carry the other direction's cookie word"),
         Fault("ignore-eni", Point.FLOW_KEY, lambda key: key._replace(eni=0),
               "cache flows without their endpoint, so overlapping flows of two endpoints share one header"),
+        Fault("tunnels-at-start", Point.NEW_TUNNEL, _tunnels_at_start(),
+              "create tunnels only for endpoints seen within 1 s of the first one; drop packets of endpoints created later"),
         Fault("drop-ipv6", Point.INGRESS, lambda inner: None if inner[0] >> 4 == 6 else inner,
               "drop every inner IPv6 packet"),
+        Fault("slow-forwarding", Point.INGRESS, _slow_forwarding(),
+              f"spend {SLOW_FORWARDING_S * 1000:g} ms on every packet from the GWLB (correct, but slow: PERF shows it)"),
         Fault("drop-icmp-errors", Point.INGRESS, lambda inner: None if _is_icmp_error(inner) else inner,
               "drop ICMP error messages (destination unreachable, time exceeded, packet too big)"),
         Fault("require-syn", Point.INGRESS, _require_syn(),

@@ -3,6 +3,11 @@
 A key is symmetric (both directions of a flow map to it) and scoped to one GWLB endpoint, so
 overlapping consumer address ranges of different endpoints never share an entry. Every packet from
 the GWLB replaces the cached header, so a reused 5-tuple carrying a new cookie is echoed correctly.
+
+Within a key, headers are kept per sender (the inner source address): a GWLB whose cookie word
+carries the direction (Tencent) sends each direction of a flow its own header, and a reply must
+echo the one its packet arrived with, even while the other direction's packets are in flight. A
+packet whose sender brought no header (a NAT appliance's return traffic) gets the latest one.
 """
 
 from __future__ import annotations
@@ -36,12 +41,18 @@ class FlowEntry:
     header: bytes
     gwlb: tuple[str, int]
     local: str
+    sender: bytes = b""
 
 
 def _ports(packet: bytes, offset: int, protocol: int) -> tuple[int, int]:
     if protocol in PORTED and len(packet) >= offset + 4:
         return int.from_bytes(packet[offset:offset + 2], "big"), int.from_bytes(packet[offset + 2:offset + 4], "big")
     return 0, 0
+
+
+def sender(packet: bytes) -> bytes:
+    """The inner source address of a packet `flow_key` accepted."""
+    return bytes(packet[12:16] if packet[0] >> 4 == 4 else packet[8:24])
 
 
 def flow_key(eni: int, packet: bytes) -> FlowKey:
@@ -70,31 +81,41 @@ class FlowCache:
     def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.timeout = timeout
         self._clock = clock
-        self._entries: OrderedDict[FlowKey, tuple[float, FlowEntry]] = OrderedDict()
+        self._entries: OrderedDict[FlowKey, tuple[float, dict[bytes, FlowEntry]]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def update(self, key: FlowKey, entry: FlowEntry, *, refresh: bool = True) -> FlowEntry:
-        """Store `entry` for a packet from the GWLB; `refresh=False` keeps a live entry's header."""
-        current = self.get(key)
+        """Store `entry` for a packet from the GWLB, under its sender; `refresh=False` keeps the
+        sender's live entry."""
+        senders = self._live(key) or {}
+        current = senders.get(entry.sender)
         if current is not None and not refresh:
             return current
-        self._entries[key] = (self._clock(), entry)
+        senders.pop(entry.sender, None)
+        senders[entry.sender] = entry
+        self._entries[key] = (self._clock(), senders)
         self._entries.move_to_end(key)
         return entry
 
-    def get(self, key: FlowKey) -> FlowEntry | None:
-        """The live entry for `key` (marking it used), or None when the flow is unknown or idle."""
+    def get(self, key: FlowKey, sender: bytes = b"") -> FlowEntry | None:
+        """The live entry of `sender` for `key`, else the key's latest one (marking it used);
+        None when the flow is unknown or idle."""
+        senders = self._live(key)
+        if senders is None:
+            return None
+        self._entries[key] = (self._clock(), senders)
+        self._entries.move_to_end(key)
+        return senders.get(sender) or next(reversed(senders.values()))
+
+    def _live(self, key: FlowKey) -> dict[bytes, FlowEntry] | None:
         found = self._entries.get(key)
         if found is None:
             return None
-        now = self._clock()
-        if now - found[0] > self.timeout:
+        if self._clock() - found[0] > self.timeout:
             del self._entries[key]
             return None
-        self._entries[key] = (now, found[1])
-        self._entries.move_to_end(key)
         return found[1]
 
     def expire(self) -> int:

@@ -1,8 +1,8 @@
 """GENEVE (RFC 8926) as far as an appliance needs it: strict parsing and the outer reply header.
 
 Parsing validates the base header and every option's bounds, rejects unknown critical options and
-extracts the AWS endpoint (ENI) option; the header bytes are kept exactly as received because the
-reply must echo them. Building covers only the outer IPv4 + UDP header the raw socket sends.
+extracts the endpoint (ENI) option of AWS's layout, which Tencent's GWLB uses under its own class;
+the header bytes are kept exactly as received because the reply must echo them. Building covers only the outer IPv4 + UDP header the raw socket sends.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from .stats import Drop, PacketDropped
 PORT = 6081
 BASE_LEN = 8
 PROTOCOLS = {0x0800: 4, 0x86DD: 6}
-AWS_CLASS = 0x0108
-ENI_OPTION = (AWS_CLASS, 1)
-COOKIE_OPTION = (AWS_CLASS, 3)
-KNOWN_OPTIONS = {ENI_OPTION, (AWS_CLASS, 2), COOKIE_OPTION}
+GWLB_CLASSES = (0x0108, 0x0167)
+"""AWS's and Tencent's option classes: each sends ENI (type 1), attachment (2) and cookie (3)."""
+ENI_OPTIONS = {(klass, 1) for klass in GWLB_CLASSES}
+COOKIE_OPTIONS = {(klass, 3) for klass in GWLB_CLASSES}
+KNOWN_OPTIONS = ENI_OPTIONS | {(klass, 2) for klass in GWLB_CLASSES} | COOKIE_OPTIONS
 CRITICAL = 0x80
 OUTER_TTL = 64
 DONT_FRAGMENT = 0x4000
@@ -77,7 +78,7 @@ def parse(data: bytes) -> Geneve:
         key = (option.klass, option.type)
         if option.type & CRITICAL and key not in KNOWN_OPTIONS:
             raise PacketDropped(Drop.UNKNOWN_CRITICAL_OPTION, f"class 0x{option.klass:04x} type 0x{option.type:02x}")
-        if key == ENI_OPTION and eni is None:
+        if key in ENI_OPTIONS and eni is None:
             if len(option.value) != 8:
                 raise PacketDropped(Drop.BAD_ENI_OPTION, f"{len(option.value)}-byte value")
             eni = int.from_bytes(option.value, "big")
