@@ -34,13 +34,27 @@ def _inject_each_target(testbed, kind, count, listen_s):
     return [(target, injection.result(timeout_s=listen_s + 30)) for target, injection in injections]
 
 
-def _expect_still_serving(testbed, hosts, after):
+def _health_views(testbed):
+    return {target.name: target_view(testbed, target.name) for target in _registered(testbed)}
+
+
+def _wait_for_a_probe(testbed, before):
+    """Until every target has had a health probe since `before` (at most two intervals), so that
+    health is judged on a probe that saw the appliance after what it was sent."""
+    def probed():
+        return all(view["probes"] > before[name]["probes"] for name, view in _health_views(testbed).items())
+    checks.wait_for(probed, 2 * testbed.probe.interval_s + testbed.probe.timeout_s)
+
+
+def _expect_still_serving(testbed, hosts, after, before=None):
     for target in _registered(testbed):
         if not testbed.appliances[target.name].alive():
             raise CheckFailed(f"{target.name}'s appliance {testbed.appliances[target.name].describe_exit()} after {after}")
         view = target_view(testbed, target.name)
         if view["health"] != "healthy":
             raise CheckFailed(f"{target.name} is {view['health']} after {after}: last probe {view['last_probe']}")
+        if before is not None and view["failed_probes"] > before[target.name]["failed_probes"]:
+            raise CheckFailed(f"{target.name} failed a health probe after {after}: {view['last_probe']}")
     result = checks.udp_many(testbed, hosts.client, hosts.server, flows=VALID_FLOWS, rounds=1)
     if result["complete_flows"] != VALID_FLOWS:
         raise CheckFailed(f"valid flows failed after {after}: {result}\n{checks.emulator_account(testbed)}")
@@ -49,9 +63,10 @@ def _expect_still_serving(testbed, hosts, after):
 @pytest.mark.requirement("ROB-MALFORMED-SURVIVE")
 @pytest.mark.parametrize("kind", sorted(inject.KINDS))
 def test_appliance_survives_malformed_geneve(testbed, hosts, kind):
+    before = _health_views(testbed)
     _inject_each_target(testbed, kind, count=5, listen_s=0.2)
-    checks.wait_for(lambda: False, testbed.probe.interval_s)
-    _expect_still_serving(testbed, hosts, f"5 '{kind}' packets")
+    _wait_for_a_probe(testbed, before)
+    _expect_still_serving(testbed, hosts, f"5 '{kind}' packets", before)
 
 
 @pytest.mark.requirement("ROB-MALFORMED-NOT-ECHOED")

@@ -321,6 +321,7 @@ class Daemon:
                 "health": health.state.value,
                 "last_probe": health.last_probe,
                 "failed_probes": health.failed_probes,
+                "probes": health.probes,
                 "transitions": health.transitions,
                 "packets": packets[index],
             })

@@ -43,6 +43,7 @@ class TargetHealth:
     successes: int = 0
     failures: int = 0
     failed_probes: int = 0
+    probes: int = 0
     transitions: list[tuple[float, str]] = field(default_factory=list)
 
 
@@ -117,6 +118,7 @@ class HealthChecker:
         with self._lock:
             health = self.health[index]
             health.last_probe = seen
+            health.probes += 1
             if passed:
                 health.successes, health.failures = health.successes + 1, 0
                 if health.state is not TargetState.HEALTHY and health.successes >= self.settings.healthy_threshold:
