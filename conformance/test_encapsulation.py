@@ -78,9 +78,7 @@ def test_source_port_kept(testbed, udp_flow):
 @pytest.mark.requirement("ENC-UNKNOWN-OPTION")
 def test_unknown_non_critical_option_echoed(testbed):
     """A GWLB never sends other options, so this comes from an injector in the GWLB's namespace."""
-    endpoint = testbed.topology.endpoints[0]
-    for target in (t for t in testbed.targets if t.registered):
-        result = checks.inject(testbed, target, endpoint, "extra-option", count=3)
+    for target, result in checks.inject_each_target(testbed, testbed.topology.endpoints[0], "extra-option"):
         if not result["echoed"]:
             vendor = testbed.topology.gwlb.profile.layout.vendor
             raise CheckFailed(f"{target.name} returned none of 3 packets carrying an unknown non-critical option after {vendor}'s three")

@@ -23,17 +23,6 @@ def _registered(testbed):
     return [t for t in testbed.targets if t.registered]
 
 
-def _inject_each_target(testbed, kind, count, listen_s):
-    """The same injection into every registered target at once (one injector each), so a check
-    costs one listening period whatever the number of targets."""
-    endpoint = testbed.topology.endpoints[0]
-    injections = [
-        (target, checks.Background(testbed, "gwlb", checks.inject_command(testbed, target, endpoint, kind, count=count, listen_s=listen_s)))
-        for target in _registered(testbed)
-    ]
-    return [(target, injection.result(timeout_s=listen_s + 30)) for target, injection in injections]
-
-
 def _health_views(testbed):
     return {target.name: target_view(testbed, target.name) for target in _registered(testbed)}
 
@@ -64,7 +53,7 @@ def _expect_still_serving(testbed, hosts, after, before=None):
 @pytest.mark.parametrize("kind", sorted(inject.KINDS))
 def test_appliance_survives_malformed_geneve(testbed, hosts, kind):
     before = _health_views(testbed)
-    _inject_each_target(testbed, kind, count=5, listen_s=0.2)
+    checks.inject_each_target(testbed, testbed.topology.endpoints[0], kind, count=5, listen_s=0.2)
     _wait_for_a_probe(testbed, before)
     _expect_still_serving(testbed, hosts, f"5 '{kind}' packets", before)
 
@@ -72,7 +61,7 @@ def test_appliance_survives_malformed_geneve(testbed, hosts, kind):
 @pytest.mark.requirement("ROB-MALFORMED-NOT-ECHOED")
 @pytest.mark.parametrize("kind", sorted(set(inject.KINDS) - {"random-bytes"}))
 def test_malformed_geneve_is_not_echoed(testbed, kind):
-    for target, result in _inject_each_target(testbed, kind, count=3, listen_s=0.5):
+    for target, result in checks.inject_each_target(testbed, testbed.topology.endpoints[0], kind):
         if result["echoed"]:
             raise CheckFailed(f"{target.name} sent {result['echoed']} of {result['sent']} '{kind}' packets back instead of dropping them")
 

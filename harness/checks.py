@@ -237,9 +237,14 @@ def target_view(testbed: Testbed, name: str) -> dict[str, Any]:
     return next(t for t in testbed.control.get("/targets") if t["name"] == name)
 
 
-def inject(testbed: Testbed, target: Any, endpoint: Any, kind: str, *args: str, count: int = 3, listen_s: float = 0.5) -> dict[str, Any]:
-    """Send crafted GENEVE (`harness.inject`) from the GWLB's namespace straight to a target."""
-    return traffic_json(testbed, "gwlb", inject_command(testbed, target, endpoint, kind, *args, count=count, listen_s=listen_s))
+def inject_each_target(testbed: Testbed, endpoint: Any, kind: str, count: int = 3, listen_s: float = 0.5) -> list[tuple[Any, dict[str, Any]]]:
+    """The same injection into every registered target at once (one injector each), so a check
+    costs one listening period whatever the number of targets; (target, result) pairs."""
+    injections = [
+        (target, Background(testbed, "gwlb", inject_command(testbed, target, endpoint, kind, count=count, listen_s=listen_s)))
+        for target in testbed.targets if target.registered
+    ]
+    return [(target, injection.result(timeout_s=listen_s + 30)) for target, injection in injections]
 
 
 def inject_command(
