@@ -36,6 +36,7 @@ from harness.report import (
     Verdict,
     build_result,
 )
+from harness.report.render_html import render_html
 from harness.report.render_json import SCHEMA_PATH
 
 pytest_plugins = ["pytester"]
@@ -809,3 +810,18 @@ def test_certification_refuses_skips_but_not_unclaimed_features() -> None:
     assert skipped.verdict is Verdict.ERROR
     assert skipped.errors == ("certification refuses skips: FLOW-V6 was skipped (topology has no IPv6)",)
     assert build_result(CATALOG, INFO, [*ran, check("v6", "FLOW-V6", Status.SKIP)]).verdict is Verdict.CONFORMANT
+
+
+def test_perf_table_shows_each_figure_beside_its_ceiling_and_the_limit() -> None:
+    records = [{"size": 64, "criterion": "no-drop", "pps": 16520.4, "ceiling_pps": 60760.0, "gbps": 0.0085,
+                "ceiling_gbps": 0.0311, "limit": "appliance"}]
+    check = CheckResult("t.py::test_throughput", ("ENC-ONE",), Status.PASS, 0.1,
+                        data=(("perf", properties.decode("perf", records)),))
+
+    html = render_html(build_result(CATALOG, INFO, [check]))
+
+    table = html[html.index('<table class="perf">'):]
+    table = table[:table.index("</table>")]
+    assert "throughput no-drop (packets/s)" in table and "throughput no-drop (Gbit/s)" in table
+    assert '<td class="num">16,520</td><td class="num">60,760</td><td>appliance</td>' in table
+    assert '<td class="num">0.0085</td><td class="num">0.0311</td>' in table

@@ -484,6 +484,11 @@ _PERF_FIGURES = (
 )
 
 
+def _number(value: float) -> str:
+    """12,345 for large figures, four significant digits below 1000 (0.0311, 491.6)."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
 def _perf_table(result: RunResult) -> str:
     """Every PERF figure next to the harness's own ceiling of the same run, and the limiting side."""
     rows = []
@@ -495,8 +500,8 @@ def _perf_table(result: RunResult) -> str:
                 what = label.format(criterion=record.get("criterion", "")).replace("  ", " ")
                 rows.append(
                     f"<tr><td><code>{_e(', '.join(check.requirement_ids))}</code></td><td>{_e(what)}</td>"
-                    f'<td class="num">{record["size"]:g}</td><td class="num">{record[key]:,.4g}</td>'
-                    f'<td class="num">{record[f"ceiling_{key}"]:,.4g}</td><td>{_e(record.get("limit", "—"))}</td></tr>'
+                    f'<td class="num">{record["size"]:g}</td><td class="num">{_number(record[key])}</td>'
+                    f'<td class="num">{_number(record[f"ceiling_{key}"])}</td><td>{_e(record.get("limit", "—"))}</td></tr>'
                 )
     if not rows:
         return ""
