@@ -49,6 +49,7 @@ from typing import Any
 
 from harness import loadgen
 from harness.descriptor import Descriptor
+from harness.emulator import flowlog
 from harness.emulator.config import DaemonConfig, EndpointTun, ProbeSettings
 from harness.emulator.control import ControlClient
 from harness.emulator.core import MAX_INNER
@@ -411,7 +412,7 @@ class Testbed:
             registered=tuple(t.index for t in self.targets if t.registered),
             probe=self.probe,
             control_socket=self.control.path,
-            flow_log=str(self.run_dir / "flow-log.txt"),
+            flow_log=str(self.run_dir / flowlog.FILE_NAME),
         )
         Path(self.control.path).unlink(missing_ok=True)
         config_path = self.run_dir / "emulator.json"

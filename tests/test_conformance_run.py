@@ -81,6 +81,7 @@ def test_reference_appliance_is_conformant(tmp_path: Path) -> None:
     assert "index.html" in done.stdout
     assert (tmp_path / "report" / "junit.xml").exists()
     assert (tmp_path / "report" / "pcaps" / "gwlb.pcap").stat().st_size > 0
+    assert 'href="flow-log.txt"' in (tmp_path / "report" / "index.html").read_text()
     _, *lines = (tmp_path / "report" / "flow-log.txt").read_text().splitlines()
     records = [FlowLogRecord.parse(line) for line in lines]
     assert len({(r.srcaddr, r.srcport, r.dstaddr, r.dstport, r.protocol) for r in records}) > 1000, "FLOW-CONCURRENT's flows are logged"

@@ -26,6 +26,8 @@ from harness import geneve
 from harness.emulator.specs import EndpointSpec
 from harness.flows import Flow
 
+FILE_NAME = "flow-log.txt"
+"""Its name in the run folder (the testbed asks the emulator to write it there)."""
 FIELDS = ("version", "account-id", "interface-id", "srcaddr", "dstaddr", "srcport", "dstport", "protocol",
           "packets", "bytes", "start", "end", "action", "log-status")
 

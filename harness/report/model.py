@@ -104,6 +104,7 @@ class Artifacts:
     logs: tuple[str, ...] = ()
     bundle: str | None = None
     environment: str | None = None
+    flow_log: str | None = None
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ import pytest
 
 from harness.bundle import BUNDLE_NAME, ENVIRONMENT_NAME, write_bundle, write_environment
 from harness.catalog import Catalog
+from harness.emulator import flowlog
 from harness.errors import HarnessError
 from harness.report import pcaps, properties
 from harness.report.model import Artifacts, CheckResult, RunInfo, RunResult, Status, build_result
@@ -224,6 +225,7 @@ class ReportPlugin:
             logs=tuple(p.relative_to(self.out_dir).as_posix() for p in sorted(logs.glob("*")) if p.is_file()),
             bundle=BUNDLE_NAME,
             environment=ENVIRONMENT_NAME,
+            flow_log=flowlog.FILE_NAME if (self.out_dir / flowlog.FILE_NAME).is_file() else None,
         )
 
     def _relative(self, path: Path) -> str | None:

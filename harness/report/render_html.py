@@ -177,7 +177,7 @@ def _cards(result: RunResult) -> str:
         *(("Note", _e(note)) for note in info.notes),
     ])
     files = [_link("results.json"), _link("junit.xml")]
-    files += [_link(p) for p in (artifacts.bundle, artifacts.environment, artifacts.capture) if p]
+    files += [_link(p) for p in (artifacts.bundle, artifacts.environment, artifacts.capture, artifacts.flow_log) if p]
     if artifacts.logs:
         files.append("logs: " + " ".join(_link(log, Path(log).name) for log in artifacts.logs))
     files_list = "<ul>" + "".join(f"<li>{item}</li>" for item in files) + "</ul>"
