@@ -26,11 +26,11 @@ import json
 import subprocess
 from collections.abc import Iterator
 
+from harness import geneve
 from harness.errors import HarnessError
 from harness.testbed import GWLB_NODE, Testbed
 
 TABLE = "gwlb_conformance_ceiling"
-GENEVE_PORT = 6081
 
 
 def _nsenter(pid: int, args: list[str], stdin: str | None = None) -> str:
@@ -54,7 +54,7 @@ def ruleset(interface: str, target_address: str, target_mac: str, gwlb_address: 
         f"table netdev {TABLE} {{\n"
         f"  chain reflect {{\n"
         f'    type filter hook ingress device "{interface}" priority -500; policy accept;\n'
-        f"    ip saddr {gwlb_address} ip daddr {target_address} udp dport {GENEVE_PORT} "
+        f"    ip saddr {gwlb_address} ip daddr {target_address} udp dport {geneve.GENEVE_PORT} "
         f"ether saddr set {target_mac} ether daddr set {gwlb_mac} "
         f'ip saddr set {target_address} ip daddr set {gwlb_address} fwd to "{interface}"\n'
         f"  }}\n"
