@@ -196,9 +196,9 @@ class Testbed:
         log.info("starting %d appliance target(s) (%s)", len(self.targets), self.descriptor.launch.kind.value)
         with self._phase("appliances"):
             self._start_appliances()
-        log.info("waiting for the targets to become healthy (at most %g s)", self.descriptor.launch.ready_timeout_s)
+        log.info("waiting for the targets to become healthy (at most %g s)", self.healthy_timeout_s)
         with self._phase("healthy"):
-            self.wait_healthy(self.descriptor.launch.ready_timeout_s)
+            self.wait_healthy(self.healthy_timeout_s)
 
     @contextlib.contextmanager
     def _phase(self, name: str) -> Iterator[None]:
@@ -232,6 +232,13 @@ class Testbed:
                 net.stop()
             except Exception as error:  # noqa: BLE001
                 log.warning("removing the mininet hosts: %s", error)
+
+    @property
+    def healthy_timeout_s(self) -> float:
+        """The appliance's `ready.timeout_s` plus what the health check itself needs to call a target
+        healthy (threshold × interval + timeout: 55 s with AWS's defaults under faithful timers)."""
+        probe = self.probe
+        return self.descriptor.launch.ready_timeout_s + probe.healthy_threshold * probe.interval_s + probe.timeout_s
 
     def wait_healthy(self, timeout_s: float) -> None:
         """Wait until the emulator's health checks see every target healthy."""
@@ -490,7 +497,7 @@ class Testbed:
                 self.control.post(f"/targets/{target.name}/register")
             elif not target.registered and states[target.name] not in ("unused", "draining"):
                 self.control.post(f"/targets/{target.name}/deregister")
-        self.wait_healthy(self.descriptor.launch.ready_timeout_s)
+        self.wait_healthy(self.healthy_timeout_s)
 
 
 def _hosts(endpoint: Endpoint) -> list[tuple[Subnet, str]]:
