@@ -35,15 +35,13 @@ def _wait_for_a_probe(testbed, before):
     checks.wait_for(probed, 2 * testbed.probe.interval_s + testbed.probe.timeout_s)
 
 
-def _expect_still_serving(testbed, hosts, after, before=None):
+def _expect_still_serving(testbed, hosts, after):
     for target in _registered(testbed):
         if not testbed.appliances[target.name].alive():
             raise CheckFailed(f"{target.name}'s appliance {testbed.appliances[target.name].describe_exit()} after {after}")
         view = target_view(testbed, target.name)
         if view["health"] != "healthy":
             raise CheckFailed(f"{target.name} is {view['health']} after {after}: last probe {view['last_probe']}")
-        if before is not None and view["failed_probes"] > before[target.name]["failed_probes"]:
-            raise CheckFailed(f"{target.name} failed a health probe after {after}: {view['last_probe']}")
     result = checks.udp_many(testbed, hosts.client, hosts.server, flows=VALID_FLOWS, rounds=1)
     if result["complete_flows"] != VALID_FLOWS:
         raise CheckFailed(f"valid flows failed after {after}: {result}\n{checks.emulator_account(testbed)}")
@@ -55,7 +53,7 @@ def test_appliance_survives_malformed_geneve(testbed, hosts, kind):
     before = _health_views(testbed)
     checks.inject_each_target(testbed, testbed.topology.endpoints[0], kind, count=5, listen_s=0.2)
     _wait_for_a_probe(testbed, before)
-    _expect_still_serving(testbed, hosts, f"5 '{kind}' packets", before)
+    _expect_still_serving(testbed, hosts, f"5 '{kind}' packets")
 
 
 @pytest.mark.requirement("ROB-MALFORMED-NOT-ECHOED")

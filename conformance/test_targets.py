@@ -193,13 +193,16 @@ def rebalance(testbed):
 def test_rebalanced_flow_continues_mid_stream(testbed, hosts, new_flows, probe, rebalance, restore, record_property):
     failover = probe.interval_s * probe.unhealthy_threshold + probe.interval_s + probe.timeout_s + TOLERANCE_S
     port = FRESH_PORTS.take(1)
-    stream = checks.tcp_stream(testbed, hosts.other_client, hosts.server, duration_s=failover + 3, source_port=port)
+    # After an outage of up to `failover`, TCP's doubling retransmission timer may wait about as long again.
+    stall = 2 * failover + 3
+    stream = checks.tcp_stream(testbed, hosts.other_client, hosts.server, duration_s=failover + 3, source_port=port,
+                               stall_s=stall)
     flow = checks.wait_for_connection(testbed, hosts.other_client, port)
     if flow is None:
         raise CheckFailed(f"the TCP stream did not start: {stream.result()}")
     victim = flow["target"]
     testbed.kill_appliance(victim)
-    outcome = stream.result(timeout_s=failover + 40)
+    outcome = stream.result(timeout_s=stall + 40)
     now = next(f for f in testbed.control.get("/flows") if f["cookie"] == flow["cookie"])
     if now["target"] == victim:
         raise HarnessError(f"the emulator did not rebalance the flow away from failed target {victim}")

@@ -200,9 +200,12 @@ class Background:
         return json.loads(lines[-1])
 
 
-def tcp_stream(testbed: Testbed, client: str, server: str, duration_s: float, source_port: int) -> Background:
+def tcp_stream(testbed: Testbed, client: str, server: str, duration_s: float, source_port: int,
+               stall_s: float = 15.0) -> Background:
+    """A TCP connection echoing for `duration_s`; it gives up when one echo takes over `stall_s`."""
     return Background.traffic(testbed, client, ["tcp-stream", "--host", testbed.host_address(server), "--port", str(TCP_PORT),
-                                                "--duration", str(duration_s), "--source-port", str(source_port)])
+                                                "--duration", str(duration_s), "--source-port", str(source_port),
+                                                "--timeout", str(stall_s)])
 
 
 def wait_for_connection(testbed: Testbed, client: str, source_port: int, timeout_s: float = 2.0) -> dict[str, Any] | None:

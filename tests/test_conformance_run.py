@@ -105,6 +105,19 @@ def test_reference_in_two_arm_mode(tmp_path: Path) -> None:
         ("FLOW-TWO-ARM", "FLOW-TCP-SYMMETRIC", "ENC-HDR-ECHO"), "pass")
 
 
+def test_independent_appliance_is_conformant(tmp_path: Path) -> None:
+    """Issue #6: an appliance written from SPEC alone (appliance-images/independent), run only
+    through its descriptor, gets no MUST failure. It replies from its socket bound to 6081, so
+    its one failure is the SHOULD ENC-SRC-PORT."""
+    done, results, _ = _run(tmp_path, "--appliance", str(REPO / "appliance-images" / "independent" / "appliance.yaml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (results["verdict"], results["errors"]) == ("CONFORMANT", [])
+    statuses = _statuses(results)
+    assert {r for r, s in statuses.items() if s == "fail"} == {"ENC-SRC-PORT"}, statuses
+    assert {r for r, s in statuses.items() if s == "skip"} <= TOPOLOGY_DEPENDENT, statuses
+    assert {r for r, s in statuses.items() if s == "not_claimed"} == {"FLOW-TWO-ARM"}, statuses
+
+
 def test_certify_cannot_be_narrowed(tmp_path: Path) -> None:
     done = subprocess.run([*CLI, "run", "--certify", "-k", "icmp", "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
