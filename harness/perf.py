@@ -22,18 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from harness.errors import ConfigError
 from harness.timers import TimersMode
+from harness.yamlconfig import load_validated
 
 SIZES = (64, 512, 1500, 8500)
 LOSS_TOLERANCE = 0.005
 LIMIT_RATIO = 0.8
+"""An appliance figure within this ratio of the ceiling is bounded by the harness, not by the appliance."""
 SEED_START = 0.85
 SEED_HIGH = 2.0
 EXTRA_STEPS = 3
-"""An appliance figure within this ratio of the ceiling is bounded by the harness, not by the appliance."""
 
 
 class Side(enum.Enum):
@@ -220,51 +218,16 @@ class Thresholds:
     concurrent_flows: float | None = None
 
 
-_PER_SIZE = ("no_drop_pps", "no_drop_gbps")
-_SINGLE = ("added_latency_p50_us", "added_latency_p99_us", "new_flows_per_s", "concurrent_flows")
-
-
 def default_thresholds_path() -> Path:
     return Path(__file__).resolve().parents[1] / "conformance" / "perf-thresholds.yaml"
 
 
 def load_thresholds(path: Path, profile: str) -> Thresholds:
-    """The thresholds of `profile` in `path` (none when the profile has no entry)."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as error:
-        raise ConfigError(path, "", f"cannot read: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(path, "", f"expected YAML ({error})") from None
-    if not isinstance(data, dict) or set(data) - {"profiles"}:
-        raise ConfigError(path, "", "expected a mapping with the single key `profiles`")
-    profiles = data.get("profiles") or {}
-    if not isinstance(profiles, dict):
-        raise ConfigError(path, "profiles", "expected a mapping of profile name to thresholds")
-    raw = profiles.get(profile) or {}
-    where = f"profiles.{profile}"
-    if not isinstance(raw, dict):
-        raise ConfigError(path, where, "expected a mapping of figure to threshold")
-    unknown = sorted(set(raw) - set(_PER_SIZE) - set(_SINGLE))
-    if unknown:
-        raise ConfigError(path, f"{where}.{unknown[0]}", f"unknown figure; expected one of {', '.join(_PER_SIZE + _SINGLE)}")
-    values: dict[str, Any] = {}
-    for key in _PER_SIZE:
-        sizes = raw.get(key, {})
-        if not isinstance(sizes, dict) or not all(isinstance(s, int) and s in SIZES for s in sizes):
-            raise ConfigError(path, f"{where}.{key}", f"expected a mapping from a size ({', '.join(map(str, SIZES))}) to a number")
-        values[key] = {size: _positive(path, f"{where}.{key}.{size}", v) for size, v in sizes.items()}
-    for key in _SINGLE:
-        if key in raw:
-            values[key] = _positive(path, f"{where}.{key}", raw[key])
-    return Thresholds(**values)
-
-
-def _positive(path: Path, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(path, key, f"expected a positive number, found {value!r}")
-    return float(value)
+    """The thresholds of `profile` in `path` (none when the profile has no entry); the file's shape
+    is `schemas/perf-thresholds.schema.json`."""
+    raw = load_validated(Path(path), "perf-thresholds.schema.json")["profiles"].get(profile) or {}
+    return Thresholds(**{key: ({int(size): float(v) for size, v in value.items()} if isinstance(value, dict) else float(value))
+                         for key, value in raw.items()})
 
 
 def throughput_warnings(thresholds: Thresholds, records: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -124,9 +124,9 @@ def test_thresholds_turn_worse_figures_into_warnings(tmp_path: Path) -> None:
     ("text", "key"),
     [
         ("profiles:\n  aws:\n    speed: 3\n", "profiles.aws.speed"),
-        ("profiles:\n  aws:\n    no_drop_pps: {100: 3}\n", "profiles.aws.no_drop_pps"),
+        ("profiles:\n  aws:\n    no_drop_pps: {100: 3}\n", "profiles.aws.no_drop_pps.100"),
         ("profiles:\n  aws:\n    new_flows_per_s: -1\n", "profiles.aws.new_flows_per_s"),
-        ("other: 1\n", ""),
+        ("other: 1\n", "other"),
     ],
 )
 def test_bad_thresholds_name_the_key(tmp_path: Path, text: str, key: str) -> None:
