@@ -9,6 +9,7 @@ import pytest
 
 from harness import checks
 from harness.testbed import Testbed
+from harness.topology import Stickiness
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,15 @@ class Hosts:
     other_client: str
     server: str
     server_address: str
+
+
+@pytest.fixture
+def new_flows(testbed: Testbed) -> None:
+    """Skips checks that open new flows between the same two hosts, which only 5-tuple stickiness
+    tells apart (under 3- and 2-tuple stickiness they all join one existing flow)."""
+    if testbed.topology.gwlb.stickiness is not Stickiness.FIVE_TUPLE:
+        pytest.skip(f"needs new flows between the same hosts; topology {testbed.topology.name} is not five_tuple"
+                    + checks.forced_stickiness_note(testbed))
 
 
 @pytest.fixture(scope="session")

@@ -37,9 +37,7 @@ def test_icmp_echo(testbed, hosts):
 
 
 @pytest.mark.requirement("FLOW-COOKIE-REUSE")
-def test_reused_five_tuple_gets_new_cookie(testbed, hosts):
-    if testbed.topology.gwlb.stickiness.value != "five_tuple":
-        pytest.skip("a reused 5-tuple starts a new flow only under 5-tuple stickiness" + checks.forced_stickiness_note(testbed))
+def test_reused_five_tuple_gets_new_cookie(testbed, hosts, new_flows):
     cookies = []
     for attempt in (1, 2):
         result = checks.tcp_exchange(testbed, hosts.other_client, hosts.server, size=4096, source_port=REUSED_PORT, reset=True)

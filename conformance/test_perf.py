@@ -134,11 +134,6 @@ def _top(ceiling: perf.Search | None, default: float) -> float:
     return ceiling.within_tolerance if ceiling is not None and ceiling.within_tolerance > 0 else default
 
 
-def _need_new_flows(testbed: Testbed) -> None:
-    if testbed.topology.gwlb.stickiness.value != "five_tuple":
-        pytest.skip("new flows between two hosts need 5-tuple stickiness")
-
-
 def _expect_within(warnings: list[str]) -> None:
     if warnings:
         raise CheckFailed("PERF threshold missed: " + "; ".join(warnings))
@@ -212,8 +207,7 @@ def test_latency(rig: Rig, record_property: Any) -> None:
 
 
 @pytest.mark.requirement("PERF-NEW-FLOWS")
-def test_new_flows_per_second(rig: Rig, record_property: Any) -> None:
-    _need_new_flows(rig.testbed)
+def test_new_flows_per_second(rig: Rig, new_flows: None, record_property: Any) -> None:
     params = rig.params
     appliance, ceiling = _both_sides(
         lambda ceiling: perf.search(rig.new_flow_trial, _top(ceiling, params.new_flow_top), params.new_flow_steps,
@@ -230,8 +224,7 @@ def test_new_flows_per_second(rig: Rig, record_property: Any) -> None:
 
 
 @pytest.mark.requirement("PERF-CONCURRENT-FLOWS")
-def test_concurrent_flows(rig: Rig, record_property: Any) -> None:
-    _need_new_flows(rig.testbed)
+def test_concurrent_flows(rig: Rig, new_flows: None, record_property: Any) -> None:
     steps = rig.params.concurrent_flows
     held: dict[bool, int] = {}
     outcomes = []

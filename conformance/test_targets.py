@@ -32,15 +32,6 @@ def restore(testbed):
     testbed.restore_targets()
 
 
-@pytest.fixture
-def new_flows(testbed):
-    """These checks open new flows between the same two hosts, which only 5-tuple stickiness
-    tells apart (under 3- and 2-tuple stickiness they all join one existing flow)."""
-    if testbed.topology.gwlb.stickiness.value != "five_tuple":
-        pytest.skip(f"needs new flows between the same hosts; topology {testbed.topology.name} is not five_tuple"
-                    + checks.forced_stickiness_note(testbed))
-
-
 def _registered(testbed):
     return [t.name for t in testbed.targets if t.registered]
 

@@ -43,7 +43,6 @@ SEND_BUFFER = 4 << 20
 _SO_RCVBUF_MIN = 4096
 
 
-
 def capture_filter() -> str:
     """The GWLB capture's BPF filter: GENEVE and ICMP, except PERF's bulk traffic (inner IPv4 UDP
     to `BULK_PORTS` under a 40-byte GWLB header), which would grow the pcap by ~50 MB per run
@@ -51,6 +50,7 @@ def capture_filter() -> str:
     bulk = (f"udp[8] & 0x3f = 8 and udp[48] = 0x45 and udp[57] = 17 and "
             f"udp[70:2] >= {BULK_PORTS.start} and udp[70:2] < {BULK_PORTS.stop}")
     return f"(udp port 6081 and not ({bulk})) or icmp"
+
 
 class _Iovec(ctypes.Structure):
     _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
