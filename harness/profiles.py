@@ -56,9 +56,6 @@ class Profile:
     """The direction field's value for packets from the flow's initiator, and towards it."""
     forced_stickiness: Stickiness | None
     all_unhealthy: AllUnhealthy
-    fast_path: bool
-    """Whether the compiled cache (harness/emulator/_fastpath.c) replays this profile: it holds
-    one header per flow, so only profiles whose two directions share the header bytes."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.direction_bits < COOKIE_WORD_BITS:
@@ -70,9 +67,6 @@ class Profile:
         if self.direction_bits and len(set(self.direction_values)) != 2:
             raise ValueError(f"profile {self.name}: the two directions need distinct values, "
                              f"found {self.direction_values}")
-        if self.fast_path and self.directional:
-            raise ValueError(f"profile {self.name}: the compiled fast path holds one header per flow; "
-                             "a profile whose directions differ cannot use it")
 
     @property
     def cookie_bits(self) -> int:
@@ -82,6 +76,12 @@ class Profile:
     def directional(self) -> bool:
         """Whether the two directions of a flow carry different header bytes."""
         return self.direction_bits > 0
+
+    @property
+    def fast_path(self) -> bool:
+        """Whether the compiled cache (harness/emulator/_fastpath.c) replays this profile: it holds
+        one header per flow, so only profiles whose two directions share the header bytes."""
+        return not self.directional
 
     def cookie_word(self, cookie: int, direction: Direction) -> int:
         """The 32-bit value of the cookie option on a packet of `cookie`'s flow going `direction`."""
@@ -121,7 +121,6 @@ AWS = Profile(
     direction_values=(0, 0),
     forced_stickiness=None,
     all_unhealthy=AllUnhealthy.PIN_RANDOM,
-    fast_path=True,
 )
 TENCENT = Profile(
     name="tencent",
@@ -130,7 +129,6 @@ TENCENT = Profile(
     direction_values=(0, 1),
     forced_stickiness=Stickiness.THREE_TUPLE,
     all_unhealthy=AllUnhealthy.SPREAD_ALL,
-    fast_path=False,
 )
 PROFILES = {profile.name: profile for profile in (AWS, TENCENT)}
 DEFAULT = AWS

@@ -104,11 +104,12 @@ def test_header_bytes_per_direction() -> None:
 def test_profile_checks_its_own_fields() -> None:
     layout = geneve.OptionLayout("X", 0x0999)
     with pytest.raises(ValueError, match="direction value 8 does not fit in 3 bits"):
-        Profile("x", layout, 3, (0, 8), None, AllUnhealthy.PIN_RANDOM, False)
+        Profile("x", layout, 3, (0, 8), None, AllUnhealthy.PIN_RANDOM)
     with pytest.raises(ValueError, match="the two directions need distinct values"):
-        Profile("x", layout, 3, (1, 1), None, AllUnhealthy.PIN_RANDOM, False)
-    with pytest.raises(ValueError, match="a profile whose directions differ cannot use it"):
-        Profile("x", layout, 3, (0, 1), None, AllUnhealthy.PIN_RANDOM, True)
+        Profile("x", layout, 3, (1, 1), None, AllUnhealthy.PIN_RANDOM)
+    assert not Profile("x", layout, 3, (0, 1), None, AllUnhealthy.PIN_RANDOM).fast_path, \
+        "the compiled cache holds one header per flow: a profile whose directions differ cannot use it"
+    assert Profile("x", layout, 0, (0, 0), None, AllUnhealthy.PIN_RANDOM).fast_path
 
 
 def test_forced_stickiness() -> None:
