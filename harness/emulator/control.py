@@ -1,8 +1,9 @@
 """The emulator's control API: HTTP/JSON over a Unix socket in the run directory.
 
 Tests read the flow table, drops, header mismatches and target health while traffic flows, and
-act on the load balancer (targets, attributes, endpoints added with a JSON body). A Unix socket needs no address in any namespace and is reachable from the harness in the root
-namespace, since the testbed's hosts share the file system.
+act on the load balancer (targets, attributes, endpoints added with a JSON body). A Unix socket
+needs no address in any namespace and is reachable from the harness in the root namespace, since
+the testbed's hosts share the file system.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Parsing validates the base header and every option's bounds, rejects unknown critical options and
 extracts the endpoint (ENI) option of AWS's layout, which Tencent's GWLB uses under its own class;
-the header bytes are kept exactly as received because the reply must echo them. Building covers only the outer IPv4 + UDP header the raw socket sends.
+the header bytes are kept exactly as received because the reply must echo them. Building covers
+only the outer IPv4 + UDP header the raw socket sends.
 """
 
 from __future__ import annotations
