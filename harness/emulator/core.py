@@ -149,14 +149,16 @@ class Gwlb:
                 self.metrics.new_flow(self.endpoints[endpoint].zone)
                 spec = self.endpoints[endpoint]
                 protocol = geneve.PROTO_IPV4 if flow_id.version == 4 else geneve.PROTO_IPV6
-                flow.header, flow.reply_header = (
-                    self.profile.header(protocol, spec.eni_id, spec.attachment_id, flow.cookie, direction)
-                    for direction in Direction)
+                flow.header = self.profile.header(protocol, spec.eni_id, spec.attachment_id, flow.cookie,
+                                                  Direction.FROM_INITIATOR)
+                flow.reply_header = flow.header if not self.profile.directional else self.profile.header(
+                    protocol, spec.eni_id, spec.attachment_id, flow.cookie, Direction.TO_INITIATOR)
             self.metrics.packet(self.endpoints[endpoint].zone, len(inner), self._clock())
             self.target_packets[flow.target] += 1
-            flow.octets[flow.direction(flow_id.src)] += len(inner)
+            direction = flow.direction(flow_id.src)
+            flow.octets[direction] += len(inner)
             self._used(flow)
-            return Encapsulated(flow.target, flow.source_port, flow.header_for(flow.direction(flow_id.src)) + inner)
+            return Encapsulated(flow.target, flow.source_port, flow.header_for(direction) + inner)
 
     def from_target(self, source: bytes, source_port: int, dest_port: int, payload: bytes) -> Delivery | DropReason:
         origin = str(ipaddress.IPv4Address(source))
