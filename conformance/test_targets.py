@@ -78,36 +78,40 @@ def test_killed_appliance_fails_over_and_recovers(testbed, hosts, new_flows, pro
 
 
 def _fail_over_and_recover(testbed, hosts, probe, victim, record_property):
+    failover_limit = probe.interval_s * probe.unhealthy_threshold + probe.interval_s + probe.timeout_s + TOLERANCE_S
+    recovery_limit = probe.interval_s * probe.healthy_threshold + probe.interval_s + STARTUP_ALLOWANCE_S
+    # Background traffic for the timeline; it is stopped once the check is done, at the latest after both limits.
     background = checks.Background.traffic(testbed, hosts.other_client, [
         "udp-many", "--host", hosts.server_address, "--port", str(checks.UDP_PORT), "--flows", "20",
-        "--duration", "10", "--timeout", "0.2", "--first-port", str(FRESH_PORTS.take(20))])
-    checks.wait_for(lambda: False, 1.0)
-    testbed.kill_appliance(victim)
-    limit = probe.interval_s * probe.unhealthy_threshold + probe.interval_s + probe.timeout_s + TOLERANCE_S
-    detected = wait_for(lambda: target_view(testbed, victim)["health"] == "unhealthy", limit)
-    if detected is None:
-        view = target_view(testbed, victim)
-        raise CheckFailed(
-            f"{victim}'s appliance was killed, but its health checks still pass {limit:.1f} s later "
-            f"(interval {probe.interval_s:g} s x unhealthy threshold {probe.unhealthy_threshold} + one interval): "
-            f"state {view['health']}, last probe: {view['last_probe']}"
-        )
-    record_property("failover_s", round(detected, 2))
-    targets, result = _new_flow_targets(testbed, hosts)
-    if victim in targets or result["complete_flows"] != result["flows"]:
-        raise CheckFailed(f"after failover, new flows went to {sorted(targets)} (not to {victim} expected), traffic: {result}")
-    testbed.start_appliance(victim)
-    limit = probe.interval_s * probe.healthy_threshold + probe.interval_s + STARTUP_ALLOWANCE_S
-    recovered = wait_for(lambda: target_view(testbed, victim)["health"] == "healthy", limit)
-    if recovered is None:
-        raise CheckFailed(
-            f"{victim} did not become healthy again within {limit:.1f} s of its restart: {target_view(testbed, victim)}"
-        )
-    record_property("recovery_s", round(recovered, 2))
-    targets, result = _new_flow_targets(testbed, hosts, flows=100)
-    background.result(timeout_s=30)
-    if victim not in targets or result["complete_flows"] != result["flows"]:
-        raise CheckFailed(f"after recovery, new flows went to {sorted(targets)} ({victim} expected among them), traffic: {result}")
+        "--duration", str(1 + failover_limit + recovery_limit + 5), "--timeout", "0.2",
+        "--first-port", str(FRESH_PORTS.take(20))])
+    try:
+        checks.wait_for(lambda: False, 1.0)
+        testbed.kill_appliance(victim)
+        detected = wait_for(lambda: target_view(testbed, victim)["health"] == "unhealthy", failover_limit)
+        if detected is None:
+            view = target_view(testbed, victim)
+            raise CheckFailed(
+                f"{victim}'s appliance was killed, but its health checks still pass {failover_limit:.1f} s later "
+                f"(interval {probe.interval_s:g} s x unhealthy threshold {probe.unhealthy_threshold} + one interval): "
+                f"state {view['health']}, last probe: {view['last_probe']}"
+            )
+        record_property("failover_s", round(detected, 2))
+        targets, result = _new_flow_targets(testbed, hosts)
+        if victim in targets or result["complete_flows"] != result["flows"]:
+            raise CheckFailed(f"after failover, new flows went to {sorted(targets)} (not to {victim} expected), traffic: {result}")
+        testbed.start_appliance(victim)
+        recovered = wait_for(lambda: target_view(testbed, victim)["health"] == "healthy", recovery_limit)
+        if recovered is None:
+            raise CheckFailed(
+                f"{victim} did not become healthy again within {recovery_limit:.1f} s of its restart: {target_view(testbed, victim)}"
+            )
+        record_property("recovery_s", round(recovered, 2))
+        targets, result = _new_flow_targets(testbed, hosts, flows=100)
+        if victim not in targets or result["complete_flows"] != result["flows"]:
+            raise CheckFailed(f"after recovery, new flows went to {sorted(targets)} ({victim} expected among them), traffic: {result}")
+    finally:
+        background.stop()
 
 
 @pytest.mark.requirement("HC-DATAPLANE")

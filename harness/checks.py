@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.launchers import stop_process
 from harness.testbed import Testbed
 
 TCP_PORT = 5001
@@ -199,6 +200,10 @@ class Background:
             raise HarnessError(f"background traffic printed nothing: {err.decode(errors='replace')[-500:]}")
         return json.loads(lines[-1])
 
+    def stop(self) -> None:
+        """End a client whose result the check does not need (it only kept traffic flowing)."""
+        stop_process(self._process)
+
 
 def tcp_stream(testbed: Testbed, client: str, server: str, duration_s: float, source_port: int,
                stall_s: float = 15.0) -> Background:
@@ -283,8 +288,12 @@ class TargetSampler:
         self._thread.join()
 
     def _run(self) -> None:
+        """A sample every period, and a last one when the check ends (so a state it just reached,
+        such as the recovery it waited for, is on the timeline)."""
         health: dict[str, str] = {}
-        while not self._stop.wait(self._period):
+        stopping = False
+        while not stopping:
+            stopping = self._stop.wait(self._period)
             try:
                 targets = self._testbed.control.get("/targets")
             except HarnessError:
