@@ -25,10 +25,13 @@ INJECT_PORT = 40999
 MARKER = b"GWLB-CONFORMANCE-INJECTED"
 
 
-def _inner(nonce: bytes, src: str, dst: str) -> bytes:
-    """A valid inner IPv4/UDP packet (consumer to server) carrying the marker."""
+INNER_PORTS = (47999, 5002)
+
+
+def _inner(nonce: bytes, src: str, dst: str, ports: tuple[int, int] = INNER_PORTS) -> bytes:
+    """A valid inner IPv4/UDP packet (consumer to server, unless told otherwise) carrying the marker."""
     body = MARKER + nonce
-    udp = struct.pack("!HHHH", 47999, 5002, 8 + len(body), 0) + body
+    udp = struct.pack("!HHHH", *ports, 8 + len(body), 0) + body
     header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
                          socket.inet_aton(src), socket.inet_aton(dst))
     return header[:10] + struct.pack("!H", _checksum(header)) + header[12:] + udp
@@ -41,9 +44,9 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def _options(profile: Profile, eni: int) -> tuple[geneve.GeneveOption, ...]:
-    """The profile's three options, as its GWLB would send them on a packet from an initiator."""
-    cookie = profile.cookie_word(0x0C0FFEE0, Direction.FROM_INITIATOR)
+def _options(profile: Profile, eni: int, direction: Direction = Direction.FROM_INITIATOR) -> tuple[geneve.GeneveOption, ...]:
+    """The profile's three options, as its GWLB would send them on a packet going `direction`."""
+    cookie = profile.cookie_word(0x0C0FFEE0, direction)
     return geneve.AwsMetadata(eni, 0x0123456789ABCDEF, cookie).options(profile.layout)
 
 
@@ -159,6 +162,40 @@ def inject(source: str, target: str, profile: Profile, eni: int, inner: tuple[st
     }
 
 
+def both_directions(source: str, target: str, profile: Profile, eni: int, inner_ends: tuple[str, str], pairs: int,
+                    listen_s: float) -> dict[str, object]:
+    """One flow's packets from both of its ends, alternating, sent faster than an appliance
+    forwards them, so that each direction's packets arrive while the other's are in flight.
+    Under a profile whose cookie word carries the direction, an appliance that caches one header
+    per flow returns some of them with the other direction's header; this counts those."""
+    injector = Injector(source, target)
+    nonce = os.urandom(4).hex().encode()
+    client, server = inner_ends
+    ends = {b"F": (Direction.FROM_INITIATOR, client, server, INNER_PORTS),
+            b"R": (Direction.TO_INITIATOR, server, client, INNER_PORTS[::-1])}
+    headers = {tag: _gwlb_header(profile, eni, options=_options(profile, eni, direction))
+               for tag, (direction, *_) in ends.items()}
+    packets = [headers[tag] + _inner(nonce + tag + b"%04d" % index, src, dst, ports)
+               for index in range(pairs) for tag, (_, src, dst, ports) in ends.items()]
+    for packet in packets:
+        injector.send(packet)
+    wrong: list[tuple[bytes, bytes]] = []
+    replies = injector.echoed(nonce, listen_s)
+    for reply in replies:
+        tag = reply[reply.index(MARKER + nonce) + len(MARKER + nonce):][:1]
+        expected = headers[tag]
+        if reply[:len(expected)] != expected:
+            wrong.append((expected, reply[:len(expected)]))
+    return {
+        "kind": "both-directions",
+        "sent": len(packets),
+        "echoed": len(replies),
+        "wrong_direction": len(wrong),
+        "expected_header": wrong[0][0].hex() if wrong else "",
+        "observed_header": wrong[0][1].hex() if wrong else "",
+    }
+
+
 def flood(source: str, target: str, profile: Profile, eni: int, inner_ends: tuple[str, str], duration_s: float,
           rate_pps: int) -> dict[str, object]:
     """Malformed packets of every kind at `rate_pps` (paced every 10 ms) for `duration_s`."""
@@ -188,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eni", type=lambda text: int(text, 0), required=True, help="ENI ID to put in option 1")
     parser.add_argument("--profile", choices=list(PROFILES), default=DEFAULT.name, help="whose option class and cookie word")
     parser.add_argument("--inner", nargs=2, metavar=("SRC", "DST"), required=True, help="inner packet's addresses")
-    parser.add_argument("--kind", choices=[*KINDS, *VALID_KINDS, "flood"], required=True)
-    parser.add_argument("--count", type=int, default=3)
+    parser.add_argument("--kind", choices=[*KINDS, *VALID_KINDS, "both-directions", "flood"], required=True)
+    parser.add_argument("--count", type=int, default=3, help="packets to send (both-directions: pairs)")
     parser.add_argument("--listen", type=float, default=0.5, help="seconds to wait for echoes")
     parser.add_argument("--duration", type=float, default=3.0, help="flood duration")
     parser.add_argument("--rate", type=int, default=10000, help="flood packets per second")
@@ -197,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     profile = PROFILES[args.profile]
     if args.kind == "flood":
         result = flood(args.source, args.target, profile, args.eni, tuple(args.inner), args.duration, args.rate)
+    elif args.kind == "both-directions":
+        result = both_directions(args.source, args.target, profile, args.eni, tuple(args.inner), args.count, args.listen)
     else:
         result = inject(args.source, args.target, profile, args.eni, tuple(args.inner), args.kind, args.count,
                         args.listen)
