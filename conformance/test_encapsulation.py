@@ -52,11 +52,12 @@ def _expect_each_direction_echoed(testbed):
     for target, result in checks.inject_each_target(testbed, endpoint, "both-directions", count=DIRECTION_PAIRS):
         if not result["echoed"]:
             raise CheckFailed(f"{target.name} returned none of {result['sent']} packets of one flow sent from both of its ends")
-        if result["wrong_direction"]:
+        if result["wrong_direction"] or result["changed"]:
             raise CheckFailed(
-                f"profile {profile.name}: {target.name} returned {result['wrong_direction']} of {result['echoed']} packets "
-                f"with the other direction's {profile.direction_bits} direction bits in the cookie word (each packet's "
-                "own header must be echoed):\n"
+                f"profile {profile.name}: of {result['echoed']} packets of one flow sent from both of its ends, "
+                f"{target.name} returned {result['wrong_direction']} with the other direction's header (its "
+                f"{profile.direction_bits} direction bits in the cookie word) and {result['changed']} with a header "
+                "matching neither direction; each packet's own header must be echoed:\n"
                 + geneve.hexdump_diff(bytes.fromhex(result["expected_header"]), bytes.fromhex(result["observed_header"])),
                 expected_header=result["expected_header"],
                 observed_header=result["observed_header"],

@@ -179,20 +179,24 @@ def both_directions(source: str, target: str, profile: Profile, eni: int, inner_
                for index in range(pairs) for tag, (_, src, dst, ports) in ends.items()]
     for packet in packets:
         injector.send(packet)
-    wrong: list[tuple[bytes, bytes]] = []
     replies = injector.echoed(nonce, listen_s)
+    swapped, changed, example = 0, 0, (b"", b"")
     for reply in replies:
         tag = reply[reply.index(MARKER + nonce) + len(MARKER + nonce):][:1]
-        expected = headers[tag]
-        if reply[:len(expected)] != expected:
-            wrong.append((expected, reply[:len(expected)]))
+        expected, other = headers[tag], headers[b"R" if tag == b"F" else b"F"]
+        if reply.startswith(expected):
+            continue
+        swapped += reply.startswith(other)
+        changed += not reply.startswith(other)
+        example = example if example[0] else (expected, reply[:len(expected)])
     return {
         "kind": "both-directions",
         "sent": len(packets),
         "echoed": len(replies),
-        "wrong_direction": len(wrong),
-        "expected_header": wrong[0][0].hex() if wrong else "",
-        "observed_header": wrong[0][1].hex() if wrong else "",
+        "wrong_direction": swapped,
+        "changed": changed,
+        "expected_header": example[0].hex(),
+        "observed_header": example[1].hex(),
     }
 
 
