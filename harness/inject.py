@@ -180,15 +180,7 @@ def both_directions(source: str, target: str, profile: Profile, eni: int, inner_
     for packet in packets:
         injector.send(packet)
     replies = injector.echoed(nonce, listen_s)
-    swapped, changed, example = 0, 0, (b"", b"")
-    for reply in replies:
-        tag = reply[reply.index(MARKER + nonce) + len(MARKER + nonce):][:1]
-        expected, other = headers[tag], headers[b"R" if tag == b"F" else b"F"]
-        if reply.startswith(expected):
-            continue
-        swapped += reply.startswith(other)
-        changed += not reply.startswith(other)
-        example = example if example[0] else (expected, reply[:len(expected)])
+    swapped, changed, example = header_errors(replies, nonce, headers)
     return {
         "kind": "both-directions",
         "sent": len(packets),
@@ -198,6 +190,21 @@ def both_directions(source: str, target: str, profile: Profile, eni: int, inner_
         "expected_header": example[0].hex(),
         "observed_header": example[1].hex(),
     }
+
+
+def header_errors(replies: list[bytes], nonce: bytes, headers: dict[bytes, bytes]) -> tuple[int, int, tuple[bytes, bytes]]:
+    """Of replies to `both_directions` (tagged F or R after the marker), how many carry the other
+    direction's header, how many a header matching neither, and the first such (expected, observed)."""
+    swapped, changed, example = 0, 0, (b"", b"")
+    for reply in replies:
+        tag = reply[reply.index(MARKER + nonce) + len(MARKER + nonce):][:1]
+        expected, other = headers[tag], headers[b"R" if tag == b"F" else b"F"]
+        if reply.startswith(expected):
+            continue
+        swapped += reply.startswith(other)
+        changed += not reply.startswith(other)
+        example = example if example[0] else (expected, reply[:len(expected)])
+    return swapped, changed, example
 
 
 def flood(source: str, target: str, profile: Profile, eni: int, inner_ends: tuple[str, str], duration_s: float,

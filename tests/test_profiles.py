@@ -219,3 +219,16 @@ def test_report_names_tencents_options() -> None:
     labels = _geneve_fields(header)
     assert "option class 0x0167 flow cookie: header, 1 words of data" in labels
     assert labels[-1] == "flow cookie"
+
+
+def test_both_directions_replies_are_told_apart_by_header() -> None:
+    nonce = b"0a1b2c3d"
+    headers = {tag: TENCENT.header(geneve.PROTO_IPV4, 1, 2, 3, direction)
+               for tag, direction in ((b"F", Direction.FROM_INITIATOR), (b"R", Direction.TO_INITIATOR))}
+    body = {tag: b"inner" + inject.MARKER + nonce + tag + b"0001" for tag in headers}
+    stripped = geneve.GeneveHeader(protocol=geneve.PROTO_IPV4).encode()
+    replies = [headers[b"F"] + body[b"F"], headers[b"R"] + body[b"R"], headers[b"F"] + body[b"R"],
+               headers[b"R"] + body[b"F"], stripped + body[b"R"]]
+    swapped, changed, example = inject.header_errors(replies, nonce, headers)
+    assert (swapped, changed) == (2, 1)
+    assert example == (headers[b"R"], headers[b"F"])
