@@ -238,3 +238,39 @@ def test_up_shell_down(tmp_path: Path) -> None:
     gone = subprocess.run([*CLI, "shell", "--run", run_id, "c1", "-c", "true"],
                           capture_output=True, text=True, timeout=60)
     assert gone.returncode == 2 and f"no topology with run ID {run_id} is up" in gone.stderr
+
+
+@_end_to_end
+def test_join_creates_a_late_endpoint_in_a_running_up(tmp_path: Path) -> None:
+    printed_to = tmp_path / "up.out"
+    topology = REPO / "topologies" / "multi-endpoint.yaml"
+    with printed_to.open("wb") as stdout:
+        up = subprocess.Popen([*CLI, "up", "--topology", str(topology), "--out", str(tmp_path / "up")],
+                              stdout=stdout, stderr=subprocess.DEVNULL)
+    try:
+        printed = _wait_for_text(printed_to, "up: nodes:", up, timeout_s=120)
+        run_id = printed.split(" as run ")[1].split()[0]
+        assert "up: late endpoints: gwlbe4 (`gwlb-conformance join NAME` creates one)" in printed
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
+
+        before = cli("shell", "--run", run_id, "f1", "-c", "true")
+        assert before.returncode == 2 and "has no node 'f1'" in before.stderr
+        joined = cli("join", "--run", run_id, "gwlbe4")
+        assert joined.returncode == 0, joined.stderr
+        assert f"endpoint gwlbe4 joined run {run_id} (multi-endpoint); new nodes: f1, gwlbe4, v1" in joined.stdout
+        ping = cli("shell", "--run", run_id, "f1", "-c", "ping -n -c 2 -W 2 10.2.2.10")
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        again = cli("join", "--run", run_id, "gwlbe4")
+        assert again.returncode == 2 and "endpoint gwlbe4 has joined already" in again.stderr
+        unknown = cli("join", "--run", run_id, "gwlbe1")
+        assert unknown.returncode == 2 and "has no late-joining endpoint 'gwlbe1' (late ones: gwlbe4)" in unknown.stderr
+        assert "Traceback" not in again.stderr + unknown.stderr
+        assert cli("down", "--run", run_id).returncode == 0
+        assert up.wait(30) == 0
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+            up.wait(60)
+    assert not (tmp_path / "up" / "up.sock").exists()

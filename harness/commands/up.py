@@ -1,6 +1,6 @@
 """`up`: build a topology with the appliance and keep it running for debugging, until Ctrl-C,
 SIGTERM, SIGHUP or `down`. Its nodes are written to the run registry, where `shell` and `down`
-find them."""
+find them; `join` reaches it through the socket of `harness/joins.py`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from harness import runs
+from harness import joins, runs
 from harness.descriptor import load_descriptor
 from harness.errors import HarnessError
 from harness.profiles import PROFILES
@@ -44,6 +44,15 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _join(testbed: Testbed, record: runs.RunRecord, name: str) -> list[str]:
+    """Build a late endpoint for `join`, and register its nodes so that `shell` reaches them."""
+    before = set(testbed.node_pids())
+    testbed.join_endpoint(name)
+    record.set_nodes(testbed.node_pids())
+    print(f"up: endpoint {name} joined", flush=True)
+    return sorted(set(testbed.node_pids()) - before)
+
+
 def execute(args: argparse.Namespace) -> int:
     descriptor = load_descriptor(args.appliance)
     topology = load_topology(args.topology or default_topology_path(args.profile), args.profile)
@@ -60,13 +69,17 @@ def execute(args: argparse.Namespace) -> int:
     with runs.RunRecord.open(run_id, NAME, out, topology.name) as record:
         testbed = Testbed(topology, descriptor, TimersMode(args.timers), out, strict=args.strict,
                           run_id=run_id, record=record)
+        server = None
         try:
             testbed.start()
             record.set_nodes(testbed.node_pids())
+            server = joins.JoinServer(out / joins.SOCKET_NAME, lambda name: _join(testbed, record, name))
+            late = [e.name for e in topology.late_endpoints]
             print(f"up: {topology.name} is running as run {run_id} (logs and pcaps in {out})\n"
                   f"up: nodes: {', '.join(sorted(testbed.node_pids()))}\n"
-                  f"up: `gwlb-conformance shell NODE` opens a shell in a node; "
-                  f"`gwlb-conformance down` or Ctrl-C removes everything", flush=True)
+                  + (f"up: late endpoints: {', '.join(late)} (`gwlb-conformance join NAME` creates one)\n" if late else "")
+                  + "up: `gwlb-conformance shell NODE` opens a shell in a node; "
+                  "`gwlb-conformance down` or Ctrl-C removes everything", flush=True)
             if args.cli:
                 testbed.interact()
             else:
@@ -76,5 +89,7 @@ def execute(args: argparse.Namespace) -> int:
             print("up: removing the topology", file=sys.stderr)
         finally:
             runs.ignore_interrupts()
+            if server is not None:
+                server.close()
             testbed.stop()
     return 0
