@@ -77,12 +77,6 @@ class Profile:
         """Whether the two directions of a flow carry different header bytes."""
         return self.direction_bits > 0
 
-    @property
-    def fast_path(self) -> bool:
-        """Whether the compiled cache (harness/emulator/_fastpath.c) replays this profile: it holds
-        one header per flow, so only profiles whose two directions share the header bytes."""
-        return not self.directional
-
     def cookie_word(self, cookie: int, direction: Direction) -> int:
         """The 32-bit value of the cookie option on a packet of `cookie`'s flow going `direction`."""
         if not 0 <= cookie < 1 << self.cookie_bits:

@@ -57,6 +57,8 @@ VARIANTS = {
                                            deregistration_delay_s=8),
     "five-tuple-rebalance-cross-zone": Settings(Stickiness.FIVE_TUPLE, TIMEOUTS, cross_zone=True, rebalance=True,
                                                 deregistration_delay_s=8),
+    "tencent-rebalance": Settings(Stickiness.THREE_TUPLE, TIMEOUTS, rebalance=True, deregistration_delay_s=8,
+                                  profile="tencent"),
 }
 CLIENTS, SERVERS = ("192.0.2.10", "192.0.2.11"), ("198.51.100.20", "198.51.100.21")
 CLIENT6, SERVER6 = "2001:db8::10", "2001:db8:1::20"
@@ -206,8 +208,8 @@ def returned_variant(rng: random.Random, sent: Encapsulated) -> tuple[bytes, int
     elif roll < 0.82:
         inner = rng.choice(POOL)
     elif roll < 0.88:
-        at = rng.choice((1, 4, 7, 10, 37))
-        header = header[:at] + bytes([header[at] ^ 0x01]) + header[at + 1:]
+        at, bit = rng.choice(((1, 0x01), (4, 0x01), (7, 0x01), (10, 0x01), (37, 0x01), (36, 0x20)))
+        header = header[:at] + bytes([header[at] ^ bit]) + header[at + 1:]
     elif roll < 0.92:
         header = header + bytes([0x02, 0x00, 0x01, 0x01, 0, 0, 0, 42])
         header = bytes([header[0] + 2]) + header[1:]
@@ -326,7 +328,8 @@ def test_an_entry_for_a_key_held_by_another_cookie_is_refused() -> None:
     gwlb.set_health(0, True)
     assert isinstance(gwlb.from_endpoint(0, POOL[0]), Encapsulated)
     (flow,) = gwlb.flows.flows()
-    twin = replace(flow, cookie=flow.cookie ^ 1, header=flow.header[:36] + (flow.cookie ^ 1).to_bytes(4, "big"))
+    header = flow.header[:36] + (flow.cookie ^ 1).to_bytes(4, "big")
+    twin = replace(flow, cookie=flow.cookie ^ 1, header=header, reply_header=header)
     with gwlb.lock, pytest.raises(RuntimeError, match="another cookie already holds the key"):
         gwlb._used(twin)
 

@@ -4,14 +4,13 @@
     c1 ──► gwlb ══ class 0x0167, cookie word = direction(3) | cookie(29) ══► target   (tencent)
     s1 ──► gwlb ══ same flow, other direction bits                   ══► same target
 
-No sockets: inner packets are scapy-built bytes, the clock and RNG are injected. The tencent
-emulator is always the pure-Python Gwlb (the compiled cache holds one header per flow).
+No sockets: inner packets are scapy-built bytes, the clock and RNG are injected. Most checks use
+the pure-Python Gwlb; tests/test_fastpath.py proves the compiled cache equal to it under tencent too.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import logging
 import random
 
 import pytest
@@ -69,7 +68,6 @@ def test_what_differs() -> None:
     assert (AWS.directional, TENCENT.directional) == (False, True)
     assert (AWS.forced_stickiness, TENCENT.forced_stickiness) == (None, Stickiness.THREE_TUPLE)
     assert (AWS.all_unhealthy, TENCENT.all_unhealthy) == (AllUnhealthy.PIN_RANDOM, AllUnhealthy.SPREAD_ALL)
-    assert (AWS.fast_path, TENCENT.fast_path) == (True, False)
 
 
 def test_cookie_word_encoding() -> None:
@@ -107,9 +105,6 @@ def test_profile_checks_its_own_fields() -> None:
         Profile("x", layout, 3, (0, 8), None, AllUnhealthy.PIN_RANDOM)
     with pytest.raises(ValueError, match="the two directions need distinct values"):
         Profile("x", layout, 3, (1, 1), None, AllUnhealthy.PIN_RANDOM)
-    assert not Profile("x", layout, 3, (0, 1), None, AllUnhealthy.PIN_RANDOM).fast_path, \
-        "the compiled cache holds one header per flow: a profile whose directions differ cannot use it"
-    assert Profile("x", layout, 0, (0, 0), None, AllUnhealthy.PIN_RANDOM).fast_path
 
 
 def test_forced_stickiness() -> None:
@@ -195,14 +190,27 @@ def test_all_unhealthy_spreads_over_all_targets() -> None:
     assert set(pinned) == {0, 1, 2}
 
 
-def test_tencent_takes_the_python_data_path(caplog: pytest.LogCaptureFixture) -> None:
-    assert fastpath.choose_datapath({}, TENCENT) is fastpath.Datapath.PYTHON
-    with caplog.at_level(logging.WARNING, logger="gwlb.emulator"):
-        assert fastpath.choose_datapath({fastpath.ENV: "fast"}, TENCENT) is fastpath.Datapath.PYTHON
-    assert "GWLB_DATAPATH=fast ignored: profile tencent differs per direction" in caplog.text
-    if fastpath.AVAILABLE:
-        with pytest.raises(ValueError, match="profile tencent: the compiled cache holds one header per flow"):
-            fastpath.CachedGwlb(ENDPOINTS, TARGETS, TENCENT_SETTINGS)
+@pytest.mark.skipif(not fastpath.AVAILABLE, reason=f"the fast path is not built: {fastpath.IMPORT_ERROR}")
+def test_the_compiled_cache_replays_each_directions_header() -> None:
+    """Hits carry the header of the packet's own direction; a reply carrying the other direction's
+    misses the cache and Python drops it as `direction`."""
+    gwlb = fastpath.CachedGwlb(ENDPOINTS, TARGETS, TENCENT_SETTINGS, lambda: 10.0, random.Random(7))
+    for target in range(3):
+        gwlb.set_health(target, True)
+    first = gwlb.from_endpoint(0, udp())
+    (flow,) = gwlb.flows.flows()
+    assert isinstance(first, Encapsulated) and first.payload[:40] == flow.header != flow.reply_header
+    hits = gwlb.cache.stats()["forwarded"]
+    request, reply = gwlb.from_endpoint(0, udp()), gwlb.from_endpoint(0, udp(reply=True))
+    assert gwlb.cache.stats()["forwarded"] == hits + 2
+    assert isinstance(request, Encapsulated) and request.payload[:40] == flow.header
+    assert isinstance(reply, Encapsulated) and reply.payload[:40] == flow.reply_header
+    source = ipaddress.IPv4Address(TARGETS[flow.target].address).packed
+    assert isinstance(gwlb.from_target(source, request.source_port, geneve.GENEVE_PORT, reply.payload), Delivery)
+    assert gwlb.cache.stats()["delivered"] == 1
+    swapped = flow.header + reply.payload[40:]
+    assert gwlb.from_target(source, request.source_port, geneve.GENEVE_PORT, swapped) is DropReason.DIRECTION
+    assert gwlb.cache.stats()["return_misses"] == 1
 
 
 def test_injected_headers_carry_the_profiles_options() -> None:

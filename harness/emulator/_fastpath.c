@@ -5,6 +5,8 @@
  * module only replays, for packets of flows Python created, the outcome Python would reach:
  *   forward: inner packet from an endpoint -> the flow's target, GENEVE header and source port;
  *   return:  GENEVE packet from a target carrying the exact header sent -> the flow's endpoint.
+ * A flow holds one header per direction: under a profile whose cookie word carries the direction
+ * (tencent) they differ, and a flow is found by the cookie word's bits below the direction.
  * Anything else (a new flow, TCP SYN/FIN/RST, ICMP errors, fragments, IPv6 extension headers,
  * oversize or empty packets, an expired flow, any header that is not byte-for-byte the one sent,
  * the wrong target or source port in strict mode, a possible cookie mix-up) is a miss, and the
@@ -78,7 +80,7 @@ typedef struct {
     uint16_t source_port;
     uint8_t dirty;
     uint8_t used;
-    uint8_t header[AWS_HEADER];
+    uint8_t header[2][AWS_HEADER];
     uint8_t initiator[16];
 } Entry;
 
@@ -106,6 +108,7 @@ typedef struct {
     PyObject *clock;
     int stickiness;
     int strict;
+    uint32_t cookie_mask;
     int nendpoints;
     int endpoint_capacity;
     uint16_t *endpoint_zone;
@@ -392,15 +395,16 @@ static int32_t return_lookup(const Cache *c, const uint8_t *source, int sport, i
     Key k;
     if (dport != GENEVE_PORT || n <= AWS_HEADER || n - AWS_HEADER > MAX_INNER) return NONE;
     int target = target_of(c, source);
-    int32_t i = target == NONE ? NONE : find_cookie(c, be32(p + COOKIE_OFFSET));
+    int32_t i = target == NONE ? NONE : find_cookie(c, be32(p + COOKIE_OFFSET) & c->cookie_mask);
     if (i == NONE) return NONE;
     const Entry *e = &c->entries[i];
-    if (memcmp(p, e->header, AWS_HEADER) != 0 || expired(e, now) || target != e->target ||
-        (c->strict && sport != e->source_port) || !parse_inner(p + AWS_HEADER, n - AWS_HEADER, &f))
+    if (!parse_inner(p + AWS_HEADER, n - AWS_HEADER, &f)) return NONE;
+    *direction = memcmp(f.src, e->initiator, f.alen) != 0;
+    if (memcmp(p, e->header[*direction], AWS_HEADER) != 0 || expired(e, now) || target != e->target ||
+        (c->strict && sport != e->source_port))
         return NONE;
     make_key(c, e->key.endpoint, &f, &k);
     if (memcmp(&k, &e->key, sizeof k) != 0 && find_key(c, &k) != NONE) return NONE;
-    *direction = memcmp(f.src, e->initiator, f.alen) != 0;
     return i;
 }
 
@@ -457,13 +461,19 @@ static void Cache_dealloc(Cache *c) {
 }
 
 static PyObject *Cache_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"endpoint_zones", "targets", "stickiness", "strict", "clock", NULL};
+    static char *names[] = {"endpoint_zones", "targets", "stickiness", "strict", "clock", "cookie_bits", NULL};
     PyObject *zones, *targets, *clock = Py_None;
-    int stickiness, strict;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOip|O", names, &zones, &targets, &stickiness, &strict, &clock))
+    int stickiness, strict, cookie_bits = 32;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOip|Oi", names, &zones, &targets, &stickiness, &strict, &clock,
+                                     &cookie_bits))
         return NULL;
     if (stickiness != 5 && stickiness != 3 && stickiness != 2) {
         PyErr_Format(PyExc_ValueError, "stickiness: expected 5, 3 or 2 (tuple size), found %d", stickiness);
+        return NULL;
+    }
+    if (cookie_bits < 1 || cookie_bits > 32) {
+        PyErr_Format(PyExc_ValueError, "cookie_bits: expected 1..32 (the cookie word's bits below its direction), found %d",
+                     cookie_bits);
         return NULL;
     }
     Cache *c = (Cache *)type->tp_alloc(type, 0);
@@ -473,6 +483,7 @@ static PyObject *Cache_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     pthread_mutex_init(&c->mutex, NULL);
     c->stickiness = stickiness;
     c->strict = strict;
+    c->cookie_mask = cookie_bits == 32 ? UINT32_MAX : ((uint32_t)1 << cookie_bits) - 1;
     c->free_head = NONE;
     if (clock != Py_None) {
         Py_INCREF(clock);
@@ -561,20 +572,23 @@ static PyObject *Cache_put(Cache *c, PyObject *args) {
     PyObject *flow;
     unsigned int cookie;
     int endpoint, protocol, low_port, high_port, target, source_port;
-    const char *low, *high, *initiator, *header;
-    Py_ssize_t low_size, high_size, initiator_size, header_size;
+    const char *low, *high, *initiator, *header, *reply_header;
+    Py_ssize_t low_size, high_size, initiator_size, header_size, reply_header_size;
     double limit, last_seen;
-    if (!PyArg_ParseTuple(args, "OIiiy#iy#iy#iiy#dd:put", &flow, &cookie, &endpoint, &protocol, &low, &low_size,
+    if (!PyArg_ParseTuple(args, "OIiiy#iy#iy#iiy#y#dd:put", &flow, &cookie, &endpoint, &protocol, &low, &low_size,
                           &low_port, &high, &high_size, &high_port, &initiator, &initiator_size, &target, &source_port,
-                          &header, &header_size, &limit, &last_seen))
+                          &header, &header_size, &reply_header, &reply_header_size, &limit, &last_seen))
         return NULL;
     if (check_held(c) < 0) return NULL;
     if (endpoint < 0 || endpoint >= c->nendpoints || target < 0 || target >= c->ntargets) {
         PyErr_Format(PyExc_ValueError, "put: endpoint %d or target %d out of range", endpoint, target);
         return NULL;
     }
-    if (header_size != AWS_HEADER || be32((const uint8_t *)header + COOKIE_OFFSET) != cookie) {
-        PyErr_Format(PyExc_ValueError, "put: expected the %d-byte AWS header carrying cookie %#010x", AWS_HEADER, cookie);
+    if (header_size != AWS_HEADER || reply_header_size != AWS_HEADER || (cookie & ~c->cookie_mask) != 0 ||
+        (be32((const uint8_t *)header + COOKIE_OFFSET) & c->cookie_mask) != cookie ||
+        (be32((const uint8_t *)reply_header + COOKIE_OFFSET) & c->cookie_mask) != cookie) {
+        PyErr_Format(PyExc_ValueError, "put: expected two %d-byte headers (one per direction) carrying cookie 0x%x",
+                     AWS_HEADER, cookie);
         return NULL;
     }
     Key k;
@@ -592,7 +606,7 @@ static PyObject *Cache_put(Cache *c, PyObject *args) {
     int32_t i = find_cookie(c, cookie);
     if (i == NONE) {
         if (find_key(c, &k) != NONE) {
-            PyErr_Format(PyExc_RuntimeError, "put: another cookie already holds the key of cookie %#010x", cookie);
+            PyErr_Format(PyExc_RuntimeError, "put: another cookie already holds the key of cookie 0x%x", cookie);
             return NULL;
         }
         i = new_entry(c);
@@ -601,14 +615,15 @@ static PyObject *Cache_put(Cache *c, PyObject *args) {
         e->key = k;
         e->cookie = cookie;
         e->source_port = (uint16_t)source_port;
-        memcpy(e->header, header, AWS_HEADER);
+        memcpy(e->header[0], header, AWS_HEADER);
+        memcpy(e->header[1], reply_header, AWS_HEADER);
         memcpy(e->initiator, initiator_address, sizeof initiator_address);
         Py_INCREF(flow);
         e->flow = flow;
         e->last_seen = last_seen;
         link_entry(c, i);
     } else if (memcmp(&c->entries[i].key, &k, sizeof k) != 0) {
-        PyErr_Format(PyExc_RuntimeError, "put: cookie %#010x is cached for another flow key", cookie);
+        PyErr_Format(PyExc_RuntimeError, "put: cookie 0x%x is cached for another flow key", cookie);
         return NULL;
     }
     Entry *e = &c->entries[i];
@@ -729,7 +744,7 @@ static PyObject *Cache_forward(Cache *c, PyObject *args) {
     Entry *e = &c->entries[i];
     PyObject *payload = PyBytes_FromStringAndSize(NULL, AWS_HEADER + inner.len);
     if (payload == NULL) goto done;
-    memcpy(PyBytes_AS_STRING(payload), e->header, AWS_HEADER);
+    memcpy(PyBytes_AS_STRING(payload), e->header[direction], AWS_HEADER);
     memcpy(PyBytes_AS_STRING(payload) + AWS_HEADER, inner.buf, (size_t)inner.len);
     result = Py_BuildValue("iiN", e->target, e->source_port, payload);
 done:
@@ -916,10 +931,10 @@ static int punt(Loop *l, int endpoint, const uint8_t *packet, size_t size) {
     return result == NULL ? -1 : 0;
 }
 
-static void encapsulate(Loop *l, const Entry *e, uint8_t *inner, size_t size) {
+static void encapsulate(Loop *l, const Entry *e, int direction, uint8_t *inner, size_t size) {
     uint8_t *start = inner - AWS_HEADER - OUTER;
     size_t udp = 8 + AWS_HEADER + size;
-    memcpy(inner - AWS_HEADER, e->header, AWS_HEADER);
+    memcpy(inner - AWS_HEADER, e->header[direction], AWS_HEADER);
     start[0] = 0x45;
     start[1] = 0;
     put16(start + 2, (uint16_t)(OUTER + AWS_HEADER + size));
@@ -974,7 +989,7 @@ static int pump_tun(Loop *l, int endpoint, int fd) {
                 l->error = ENOMEM;
                 return -1;
             }
-            encapsulate(l, &c->entries[i], inner, l->in_sizes[k]);
+            encapsulate(l, &c->entries[i], direction, inner, l->in_sizes[k]);
             c->stats.forwarded++;
             continue;
         }
@@ -1184,7 +1199,8 @@ static PyMethodDef Cache_methods[] = {
     {"release", (PyCFunction)Cache_release, METH_NOARGS, "Release the mutex taken by acquire()."},
     {"put", (PyCFunction)Cache_put, METH_VARARGS,
      "put(flow, cookie, endpoint, protocol, low, low_port, high, high_port, initiator, target, source_port, header, "
-     "idle_limit, last_seen): cache a flow Python decided, or refresh its target, limit and last_seen."},
+     "reply_header, idle_limit, last_seen): cache a flow Python decided (its headers from and to the initiator), "
+     "or refresh its target, limit and last_seen."},
     {"remove", (PyCFunction)Cache_remove, METH_O, "remove(cookie) -> whether the flow was cached."},
     {"set_target", (PyCFunction)Cache_set_target, METH_VARARGS, "set_target(cookie, target) -> whether it was cached."},
     {"add_endpoint", (PyCFunction)Cache_add_endpoint, METH_VARARGS,
@@ -1212,7 +1228,8 @@ static PyTypeObject CacheType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "harness.emulator._fastpath.Cache",
     .tp_basicsize = sizeof(Cache),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Cache(endpoint_zones, targets, stickiness, strict, clock=None): flows decided by Python, replayed in C.",
+    .tp_doc = "Cache(endpoint_zones, targets, stickiness, strict, clock=None, cookie_bits=32): flows decided by Python, "
+              "replayed in C; the cookie word's bits above cookie_bits carry the packet's direction (tencent).",
     .tp_new = Cache_new,
     .tp_dealloc = (destructor)Cache_dealloc,
     .tp_methods = Cache_methods,

@@ -61,7 +61,7 @@ def _ip(raw: bytes) -> str:
 class Daemon:
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
-        self.datapath = choose_datapath(profile=config.settings.gwlb_profile)
+        self.datapath = choose_datapath()
         self.gwlb = gwlb_for(self.datapath)(
             [e.spec for e in config.endpoints], list(config.targets), config.settings, registered=config.registered
         )

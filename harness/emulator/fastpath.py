@@ -12,8 +12,8 @@ into the Python flows and metrics whenever anyone takes `gwlb.lock` (the cache's
 every Python decision and every reading of state (control API, tests) sees them.
 
 `GWLB_DATAPATH=python|fast` chooses the path; by default the fast one when the extension imports.
-The cache holds one header per flow, so a profile whose two directions carry different headers
-(tencent) always takes the Python path: correct first, and the only profile that needs speed is aws.
+The cache holds a flow's header for each direction, so it also replays a profile whose cookie word
+carries the direction (tencent).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from types import TracebackType
 from harness.emulator.core import Delivery, DropReason, Encapsulated, Gwlb
 from harness.emulator.specs import EndpointSpec, Settings, TargetSpec
 from harness.flows import Flow
-from harness.profiles import DEFAULT, Profile
 from harness.topology import Stickiness
 
 try:
@@ -52,15 +51,9 @@ class Datapath(enum.Enum):
     FAST = "fast"
 
 
-def choose_datapath(environ: Mapping[str, str] = os.environ, profile: Profile = DEFAULT) -> Datapath:
-    """The data path `GWLB_DATAPATH` asks for; unset means fast when it is built, else Python.
-    A profile the cache cannot replay gets the Python path whatever was asked."""
+def choose_datapath(environ: Mapping[str, str] = os.environ) -> Datapath:
+    """The data path `GWLB_DATAPATH` asks for; unset means fast when it is built, else Python."""
     value = environ.get(ENV, "")
-    if not profile.fast_path:
-        if value == Datapath.FAST.value:
-            log.warning("%s=fast ignored: profile %s differs per direction, which the compiled cache "
-                        "cannot replay; using the Python data path", ENV, profile.name)
-        return Datapath.PYTHON
     if not value:
         if AVAILABLE:
             return Datapath.FAST
@@ -114,14 +107,12 @@ class CachedGwlb(Gwlb):
     ) -> None:
         if _fastpath is None:
             raise RuntimeError(f"harness.emulator._fastpath does not import ({IMPORT_ERROR})")
-        if not settings.gwlb_profile.fast_path:
-            raise ValueError(f"profile {settings.profile}: the compiled cache holds one header per flow "
-                             "and cannot replay this profile; use Gwlb (choose_datapath does)")
         super().__init__(endpoints, targets, settings, clock, rng, registered)
         self._zones = list(dict.fromkeys(e.zone for e in endpoints))
         self.cache = _fastpath.Cache(
             [self._zones.index(e.zone) for e in endpoints], [t.packed for t in targets],
             _TUPLE_SIZE[settings.stickiness], settings.strict, None if clock is time.monotonic else clock,
+            settings.gwlb_profile.cookie_bits,
         )
         self.lock = _FoldingLock(self)  # type: ignore[assignment]
         self.flows.listeners.append(self)
@@ -178,8 +169,8 @@ class CachedGwlb(Gwlb):
     def _used(self, flow: Flow) -> None:
         key = flow.key
         self.cache.put(flow, flow.cookie, key.endpoint, key.protocol, key.low[0], key.low[1], key.high[0], key.high[1],
-                       flow.initiator, flow.target, flow.source_port, flow.header, self.flows.idle_limit(flow),
-                       flow.last_seen)
+                       flow.initiator, flow.target, flow.source_port, flow.header, flow.reply_header,
+                       self.flows.idle_limit(flow), flow.last_seen)
 
     def retired(self, flow: Flow) -> None:
         self.cache.remove(flow.cookie)
