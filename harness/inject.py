@@ -23,8 +23,6 @@ from harness.profiles import DEFAULT, PROFILES, Direction, Profile
 
 INJECT_PORT = 40999
 MARKER = b"GWLB-CONFORMANCE-INJECTED"
-
-
 INNER_PORTS = (47999, 5002)
 
 
