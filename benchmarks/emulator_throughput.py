@@ -5,14 +5,14 @@ forwarding between two namespaces measured in the same run.
     emulator:  c1 ─► gwlbe1 (tun) ─► emulator ─GENEVE─► a1/a2 ─GENEVE─► emulator ─► gwlbe1 ─► s1
     baseline:  bench<pid>a ──── veth, MTU 9001 ────► bench<pid>b
 
-The testbed is the harness's own (default topology, reference appliance, accelerated timers),
-built and removed with `Testbed` as `gwlb-conformance run` does. For each inner packet size (the
-IPv4 packet, headers included) a sender offers UDP at a fixed rate for a trial of a few seconds,
-spread over four flows (source ports) so that both targets carry traffic; it batches with
-sendmmsg(2) so that it costs the machine as little as possible. The receiving host holds a bound
-socket that never reads (so the kernel sends no port unreachable), and a trial counts what
-reached the receiver's interface (its rx counters, sampled in the steady part of the trial), so
-no userspace receiver competes for the CPU. Gbps are inner-packet bits. Both paths use the same
+The testbed is the harness's own (the default topology, or `--profile`'s; the reference appliance;
+accelerated timers), built and removed with `Testbed` as `gwlb-conformance run` does. For each
+inner packet size (the IPv4 packet, headers included) a sender offers UDP at a fixed rate for a
+trial of a few seconds, spread over four flows (source ports) so that both targets carry traffic;
+it batches with sendmmsg(2) so that it costs the machine as little as possible. The receiving host
+holds a bound socket that never reads (so the kernel sends no port unreachable), and a trial counts
+what reached the receiver's interface (its rx counters, sampled in the steady part of the trial),
+so no userspace receiver competes for the CPU. Gbps are inner-packet bits. Both paths use the same
 sender, sink and counting.
 
 Each figure is the best of a few trials at fixed offered rates (see `best`): first one above
@@ -46,6 +46,7 @@ from types import FrameType
 
 from harness import loadgen, runs
 from harness.descriptor import load_descriptor
+from harness.profiles import PROFILES
 from harness.testbed import Testbed
 from harness.timers import TimersMode
 from harness.topology import default_topology_path, load_topology
@@ -180,10 +181,10 @@ def baseline_rig(duration: float) -> Iterator[Trial]:
 
 
 @contextlib.contextmanager
-def emulator_rig(duration: float, out: Path, appliance: Path) -> Iterator[Trial]:
-    """The default testbed with `appliance`; trials send from the first consumer to the first
-    server of the first endpoint."""
-    topology = load_topology(default_topology_path())
+def emulator_rig(duration: float, out: Path, appliance: Path, profile: str | None) -> Iterator[Trial]:
+    """The profile's default testbed with `appliance`; trials send from the first consumer to the
+    first server of the first endpoint."""
+    topology = load_topology(default_topology_path(profile), profile)
     descriptor = load_descriptor(appliance)
     endpoint = topology.endpoints[0]
     consumer, server = endpoint.consumers.hosts[0], endpoint.servers.hosts[0]
@@ -264,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per trial")
     parser.add_argument("--single", action="store_true", help="one trial per figure, at the --rate offered rate")
     parser.add_argument("--appliance", type=Path, default=REFERENCE)
+    parser.add_argument("--profile", choices=list(PROFILES), default=None,
+                        help="GWLB profile, on its default topology (default: aws on topologies/default.yaml)")
     parser.add_argument("--out", type=Path, default=None, help="keep the testbed's logs and pcaps here")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -279,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         out = args.out.resolve() if args.out else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gwlb-bench-")))
         out.mkdir(parents=True, exist_ok=True)
-        emulator = measure_all(emulator_rig(args.duration, out, args.appliance), sizes, rates, not args.single)
+        emulator = measure_all(emulator_rig(args.duration, out, args.appliance, args.profile), sizes, rates, not args.single)
     for base, emu in zip(baseline, emulator):
         print(f"ratio size={base.size} pps={emu.pps / base.pps if base.pps else 0:.3f} "
               f"gbps={emu.gbps / base.gbps if base.gbps else 0:.3f}")
