@@ -82,6 +82,19 @@ class TargetNode:
     registered: bool = True
 
 
+CONTROL_SOCKET = "emulator.sock"
+UNIX_PATH_MAX = 107
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """The run folder holds the emulator's control socket (and `up`'s join socket), and a Unix
+    socket's path has room for 107 bytes; a longer folder is refused before anything is built."""
+    path = run_dir / CONTROL_SOCKET
+    if len(bytes(path)) > UNIX_PATH_MAX:
+        raise HarnessError(f"run folder {run_dir}: too long for the control socket inside it ({path} has "
+                           f"{len(bytes(path))} bytes, a Unix socket's path at most {UNIX_PATH_MAX}); choose a shorter --out")
+
+
 class Testbed:
     """The live topology; use as a context manager so it is always removed."""
 
@@ -98,7 +111,8 @@ class Testbed:
         self.run_dir = run_dir
         self.logs = run_dir / "logs"
         self.pcaps = run_dir / "pcaps"
-        self.control = ControlClient(str(run_dir / "emulator.sock"))
+        check_run_dir(run_dir)
+        self.control = ControlClient(str(run_dir / CONTROL_SOCKET))
         registered = topology.target_count
         self.targets = [
             TargetNode(

@@ -124,6 +124,16 @@ def test_certify_cannot_be_narrowed(tmp_path: Path) -> None:
     assert "--certify runs every check" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("command", ["run", "up"])
+def test_a_run_folder_too_long_for_its_sockets_is_refused(tmp_path: Path, command: str) -> None:
+    out = tmp_path / ("x" * 120)
+    done = subprocess.run([*CLI, command, "--out", str(out)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"run folder {out}: too long for the control socket inside it" in done.stderr
+    assert "choose a shorter --out" in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("fault", sorted(EXPECTATIONS))
 def test_faulty_appliance_fails_for_the_right_reason(tmp_path: Path, fault: str) -> None:
     expected = EXPECTATIONS[fault]
