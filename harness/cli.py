@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 
 from harness.commands import discover
 from harness.errors import ConfigError, HarnessError
@@ -33,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("gwlb-conformance: interrupted; the testbed was removed", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as error:
+        traceback.print_exc()
+        print(f"gwlb-conformance: internal error (a bug in the harness, please report it with the traceback "
+              f"above): {error!r}", file=sys.stderr)
         return EXIT_ERROR
 
 

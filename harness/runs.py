@@ -38,7 +38,27 @@ REGISTRY = Path("/run/gwlb-conformance")
 LABEL_RUN = "gwlb-conformance.run"
 LABEL_TARGET = "gwlb-conformance.target"
 CONTAINER_PREFIX = "gwlb-"
+CONTROL_SOCKET = "emulator.sock"
+UNIX_PATH_MAX = 107
 _GRACE_S = 2.0
+
+
+def check_folder(out: Path) -> None:
+    """A run folder holds the emulator's control socket (and `up`'s join socket), and a Unix
+    socket's path has room for 107 bytes; a longer folder is refused before anything is built."""
+    path = bytes(out / CONTROL_SOCKET)
+    if len(path) > UNIX_PATH_MAX:
+        raise HarnessError(f"run folder {out}: too long for the control socket inside it ({out / CONTROL_SOCKET} has "
+                           f"{len(path)} bytes, a Unix socket's path at most {UNIX_PATH_MAX}); choose a shorter --out")
+
+
+def make_folder(out: Path) -> None:
+    """Create a run folder (`check_folder` first); one that cannot be created is a HarnessError."""
+    check_folder(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise HarnessError(f"run folder {out}: cannot be created ({error.strerror}); choose another --out") from None
 
 
 def new_run_id() -> str:

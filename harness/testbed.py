@@ -56,7 +56,7 @@ from harness.emulator.core import MAX_INNER
 from harness.emulator.specs import EndpointSpec, Settings, TargetSpec
 from harness.errors import HarnessError
 from harness.launchers import Interface, Running, TargetContext, launcher_for, stop_process
-from harness.runs import RunRecord
+from harness.runs import CONTROL_SOCKET, RunRecord, check_folder
 from harness.timers import TimersMode, deregistration_delay, flow_timeouts, health_timing
 from harness.topology import Endpoint, Subnet, Topology, TwoArm
 
@@ -82,19 +82,6 @@ class TargetNode:
     registered: bool = True
 
 
-CONTROL_SOCKET = "emulator.sock"
-UNIX_PATH_MAX = 107
-
-
-def check_run_dir(run_dir: Path) -> None:
-    """The run folder holds the emulator's control socket (and `up`'s join socket), and a Unix
-    socket's path has room for 107 bytes; a longer folder is refused before anything is built."""
-    path = run_dir / CONTROL_SOCKET
-    if len(bytes(path)) > UNIX_PATH_MAX:
-        raise HarnessError(f"run folder {run_dir}: too long for the control socket inside it ({path} has "
-                           f"{len(bytes(path))} bytes, a Unix socket's path at most {UNIX_PATH_MAX}); choose a shorter --out")
-
-
 class Testbed:
     """The live topology; use as a context manager so it is always removed."""
 
@@ -111,7 +98,7 @@ class Testbed:
         self.run_dir = run_dir
         self.logs = run_dir / "logs"
         self.pcaps = run_dir / "pcaps"
-        check_run_dir(run_dir)
+        check_folder(run_dir)
         self.control = ControlClient(str(run_dir / CONTROL_SOCKET))
         registered = topology.target_count
         self.targets = [

@@ -134,6 +134,16 @@ def test_a_run_folder_too_long_for_its_sockets_is_refused(tmp_path: Path, comman
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["run", "up"])
+def test_a_run_folder_that_cannot_be_created_is_refused(tmp_path: Path, command: str) -> None:
+    (tmp_path / "file").touch()
+    out = tmp_path / "file" / "run"
+    done = subprocess.run([*CLI, command, "--out", str(out)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"run folder {out}: cannot be created (Not a directory); choose another --out" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize("fault", sorted(EXPECTATIONS))
 def test_faulty_appliance_fails_for_the_right_reason(tmp_path: Path, fault: str) -> None:
     expected = EXPECTATIONS[fault]

@@ -24,7 +24,7 @@ from harness.profiles import PROFILES
 from harness.report.model import RunInfo
 from harness.report.plugin import ReportPlugin
 from harness.suite import TestbedProvider, suite_arguments
-from harness.testbed import Testbed, check_run_dir
+from harness.testbed import Testbed
 from harness.timers import TimersMode
 from harness.topology import default_topology_path, load_topology
 
@@ -69,8 +69,7 @@ def execute(args: argparse.Namespace) -> int:
     run_id = secrets.token_hex(3)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = (args.out or REPO / "reports" / f"run-{stamp}-{run_id}").resolve()
-    check_run_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
+    runs.make_folder(out)
     info = RunInfo(
         run_id=run_id,
         appliance_name=descriptor.name,

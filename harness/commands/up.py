@@ -17,7 +17,7 @@ from harness import joins, runs
 from harness.descriptor import load_descriptor
 from harness.errors import HarnessError
 from harness.profiles import PROFILES
-from harness.testbed import Testbed, check_run_dir
+from harness.testbed import Testbed
 from harness.timers import TimersMode
 from harness.topology import default_topology_path, load_topology
 
@@ -61,8 +61,7 @@ def execute(args: argparse.Namespace) -> int:
     run_id = runs.new_run_id()
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = (args.out or REPO / "reports" / f"up-{stamp}-{run_id}").resolve()
-    check_run_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
+    runs.make_folder(out)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     logging.getLogger("gwlb").setLevel(logging.INFO)
